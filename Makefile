@@ -1,0 +1,45 @@
+# vitrt developer entry points. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VITRT := $(VENV)/bin/vitrt
+STAMP := $(VENV)/.vitrt-installed
+# torch/torchvision builds that this machine kind serves from local disk.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+DEMO_MODEL ?= agent_digits
+DEMO_PORT ?= 8000
+OUT ?= out
+
+.PHONY: venv demo test test-all lint kernels clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[dev]"
+	# The stubs declare a dependency on the real TensorRT wheel, which cannot be installed here.
+	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VITRT) models
+	$(VITRT) export $(DEMO_MODEL) --out $(OUT)/$(DEMO_MODEL).onnx
+	$(VITRT) parity --model $(DEMO_MODEL) --artifact $(OUT)/$(DEMO_MODEL).onnx --inputs demo-digits \
+		--report $(OUT)/$(DEMO_MODEL).parity
+	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
+
+test: venv
+	$(PY) -m pytest
+
+test-all: venv
+	$(PY) -m pytest -m ""
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy src/vitrt
+
+clean:
+	rm -rf build $(OUT) .pytest_cache

@@ -1,0 +1,59 @@
+"""The `vitrt` command line.
+
+Each sub-command lives in its own module and registers itself on `app`; heavy libraries are imported inside the
+command functions so that `vitrt --help` stays fast. User mistakes (`VitrtError`) end as one line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from vitrt import __version__
+from vitrt.errors import VitrtError
+
+app = typer.Typer(
+    name="vitrt",
+    help="Efficient-attention ViTs from PyTorch checkpoint to ONNX, TensorRT and a KServe v2 server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules that register commands on `app` when imported.
+_COMMAND_MODULES = [
+    "vitrt.cli.models",
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vitrt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """vitrt command line."""
+
+
+def _load_commands() -> None:
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=True)
+    except VitrtError as err:  # raised outside click's own handling (e.g. in callbacks)
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)

@@ -1,0 +1,1 @@
+"""agent family (registered models are added by the family implementation)."""

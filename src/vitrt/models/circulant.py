@@ -1,0 +1,1 @@
+"""circulant family (registered models are added by the family implementation)."""

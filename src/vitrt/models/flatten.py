@@ -1,0 +1,1 @@
+"""flatten family (registered models are added by the family implementation)."""

@@ -1,0 +1,1 @@
+"""inline family (registered models are added by the family implementation)."""

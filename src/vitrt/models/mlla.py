@@ -1,0 +1,1 @@
+"""mlla family (registered models are added by the family implementation)."""
