@@ -75,9 +75,8 @@ def train(name: str, epochs: int, seed: int, batch_size: int, lr: float) -> dict
             optimizer.step()
             schedule.step()
         if epoch % 10 == 9 or epoch == epochs - 1:
-            print(
-                f"{name}: epoch {epoch + 1}/{epochs} loss {loss.item():.3f} test acc {evaluate(model, test_x, test_y):.4f}"
-            )
+            accuracy = evaluate(model, test_x, test_y)
+            print(f"{name}: epoch {epoch + 1}/{epochs} loss {loss.item():.3f} test accuracy {accuracy:.4f}")
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, test_x, test_y)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
