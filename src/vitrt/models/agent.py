@@ -30,7 +30,8 @@ from vitrt.models.registry import ModelSpec, register_model
 # is added to the patch tokens only. The first `agent_layers` blocks are agent blocks (all 12 for T/S, 4 for B), the
 # rest plain DeiT blocks.
 
-# Axis holding the window in each window-sized agent bias: ah (1,h,a,w,1), aw (1,h,a,1,w), ha (1,h,w,1,a), wa (1,h,1,w,a).
+# Axis holding the window in each window-sized agent bias:
+# ah (1,h,a,w,1), aw (1,h,a,1,w), ha (1,h,w,1,a), wa (1,h,1,w,a).
 AGENT_WINDOW_BIAS_AXES = {"ah_bias": 3, "aw_bias": 4, "ha_bias": 2, "wa_bias": 3}
 
 
