@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def train(name: str, epochs: int, seed: int, batch_size: int, lr: float) -> dict
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
@@ -78,6 +79,7 @@ def train(name: str, epochs: int, seed: int, batch_size: int, lr: float) -> dict
             accuracy = evaluate(model, test_x, test_y)
             print(f"{name}: epoch {epoch + 1}/{epochs} loss {loss.item():.3f} test accuracy {accuracy:.4f}")
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - start_cpu
     accuracy = evaluate(model, test_x, test_y)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -96,6 +98,9 @@ def train(name: str, epochs: int, seed: int, batch_size: int, lr: float) -> dict
         "batch_size": batch_size,
         "lr": lr,
         "train_seconds": round(seconds, 1),
+        # CPU time of the training process: wall time is inflated when other jobs share the machine.
+        "train_cpu_seconds": round(cpu_seconds, 1),
+        "load_average": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
