@@ -24,12 +24,16 @@ from vitrt.models.registry import ModelSpec, register_model
 # --- Swin backbone ---
 
 
-def _refresh_biases_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+def _refresh_biases_after_load(module: SwinAgentAttention, incompatible_keys: Any) -> None:
     module.refresh_position_biases()
 
 
 class SwinAgentAttention(nn.Module):
     """Agent attention over one (usually whole-map) window; keys as the official `AgentAttention` (Swin)."""
+
+    pool_matrix: Tensor
+    agent_bias: Tensor
+    query_bias: Tensor
 
     def __init__(
         self,

@@ -102,6 +102,8 @@ def rope_rotations(resolution: tuple[int, int], dim: int, base: float = 10000.0)
 class RoPE(nn.Module):
     """Holds the persistent `rotations` buffer (part of the official state_dict)."""
 
+    rotations: Tensor
+
     def __init__(self, resolution: tuple[int, int], dim: int, base: float = 10000.0):
         super().__init__()
         self.resolution = resolution
