@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -99,6 +100,7 @@ def train(name: str, epochs: int, seed: int, batch_size: int, lr: float) -> dict
         "lr": lr,
         "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(cpu_seconds, 1),
+        "load_average": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

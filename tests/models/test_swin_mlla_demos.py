@@ -10,7 +10,7 @@ import torch
 from vitrt.data.digits import LABELS, digits_batch
 from vitrt.models import create_model, demo_weights_path, get_spec
 
-DEMOS = ["agent_digits"]
+DEMOS = ["agent_digits", "flatten_digits", "mlla_digits"]
 
 
 @pytest.mark.parametrize("name", DEMOS)

@@ -48,7 +48,7 @@ def resize_agent_window_bias(bias: Tensor, name: str, window: int) -> Tensor:
     return resized.reshape(*rows.shape[:-1], window).movedim(-1, axis).to(bias.dtype)
 
 
-def _refresh_biases_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+def _refresh_biases_after_load(module: SwinAgentAttention, incompatible_keys: Any) -> None:
     module.refresh_position_biases()
 
 
@@ -246,6 +246,10 @@ for _name, _official, _dim, _heads, _agents, _agent_layers, _params in (
 
 class SwinAgentAttention(nn.Module):
     """Agent attention over one (usually whole-map) window; keys as the official `AgentAttention` (Swin)."""
+
+    pool_matrix: Tensor
+    agent_bias: Tensor
+    query_bias: Tensor
 
     def __init__(
         self,

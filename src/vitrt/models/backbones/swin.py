@@ -146,6 +146,8 @@ class PatchEmbed(nn.Module):
 class WindowAttention(nn.Module):
     """Softmax window attention with a learned relative position bias (W-MSA / SW-MSA)."""
 
+    relative_position_index: Tensor
+
     def __init__(
         self,
         dim: int,
@@ -210,6 +212,8 @@ class WindowAttention(nn.Module):
 
 class SwinBlock(nn.Module):
     """One Swin block: (shifted) window attention and an MLP, both pre-norm residual."""
+
+    attn_mask: Tensor | None
 
     def __init__(
         self,
