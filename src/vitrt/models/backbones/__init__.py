@@ -1,0 +1,1 @@
+"""Backbones shared by several attention families (the attention modules come from the family modules)."""
