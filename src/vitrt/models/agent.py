@@ -25,7 +25,7 @@ from vitrt.models.registry import ModelSpec, register_model
 _WINDOW_BIAS_AXES = {"ah_bias": (3, 0), "aw_bias": (4, 1), "ha_bias": (2, 0), "wa_bias": (3, 1)}
 
 
-def _refresh_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+def _refresh_after_load(module: _GlobalAgentAttention, incompatible_keys: Any) -> None:
     module.refresh_position_biases()
 
 
@@ -37,6 +37,10 @@ class _GlobalAgentAttention(nn.Module):
     `agent_bias` (h, a, n) / `query_bias` (h, n, a) buffers, refreshed when switching to eval mode and after
     `load_state_dict`. In training mode the biases are recomputed from the parameters on every forward.
     """
+
+    pool_matrix: Tensor
+    agent_bias: Tensor
+    query_bias: Tensor
 
     def _init_agent(self, dim: int, num_heads: int, grid: tuple[int, int], agent_num: int) -> None:
         pool = math.isqrt(agent_num)
