@@ -1,1 +1,1 @@
-"""Backbones shared by several attention families (the attention modules come from the family modules)."""
+"""Backbones shared by several attention families (module trees named as in the official code)."""
