@@ -87,11 +87,11 @@ class FLattenPvtAttention(_GlobalFocusedLinearAttention):
         return self.proj_drop(self.proj(self.focused_attention(q, k, v)))
 
 
-_PVT_SIZES = {
-    "t": ("tiny", (2, 2, 2, 2)),
-    "s": ("small", (3, 4, 6, 3)),
-    "m": ("medium", (3, 4, 18, 3)),
-    "l": ("large", (3, 8, 27, 3)),
+_FLATTEN_PVT = {
+    "t": ("flatten_pvt_tiny", (2, 2, 2, 2), 12.15),
+    "s": ("flatten_pvt_small", (3, 4, 6, 3), 21.67),
+    "m": ("flatten_pvt_medium", (3, 4, 18, 3), 37.24),
+    "l": ("flatten_pvt_large", (3, 8, 27, 3), 50.65),
 }
 
 
@@ -124,18 +124,16 @@ def _build_flatten_pvt(
     )
 
 
-for _size, (_official, _depths), _params in zip(
-    _PVT_SIZES, _PVT_SIZES.values(), (12.15, 21.67, 37.24, 50.65), strict=True
-):
+for _pvt_size, (_pvt_official, _pvt_depths, _pvt_params) in _FLATTEN_PVT.items():
     register_model(
         ModelSpec(
-            name=f"flatten_pvt_{_size}",
+            name=f"flatten_pvt_{_pvt_size}",
             family="flatten",
             backbone="pvt",
-            builder=partial(_build_flatten_pvt, name=f"flatten_pvt_{_size}", depths=_depths),
+            builder=partial(_build_flatten_pvt, name=f"flatten_pvt_{_pvt_size}", depths=_pvt_depths),
             default_img_size=224,
-            official_name=f"flatten_pvt_{_official}",
-            expected_params_m=_params,
+            official_name=_pvt_official,
+            expected_params_m=_pvt_params,
         )
     )
 
@@ -183,21 +181,21 @@ def _build_flatten_cswin(
     return CSWinTransformer(branch, name=name, img_size=img_size, num_classes=num_classes, **kwargs)
 
 
-for _size, (_official, _dim, _depths, _heads, _params) in _FLATTEN_CSWIN.items():
+for _cswin_size, (_cswin_official, _cswin_dim, _cswin_depths, _cswin_heads, _cswin_params) in _FLATTEN_CSWIN.items():
     register_model(
         ModelSpec(
-            name=f"flatten_cswin_{_size}",
+            name=f"flatten_cswin_{_cswin_size}",
             family="flatten",
             backbone="cswin",
             builder=partial(
                 _build_flatten_cswin,
-                name=f"flatten_cswin_{_size}",
-                embed_dim=_dim,
-                depths=_depths,
-                num_heads=_heads,
+                name=f"flatten_cswin_{_cswin_size}",
+                embed_dim=_cswin_dim,
+                depths=_cswin_depths,
+                num_heads=_cswin_heads,
             ),
             default_img_size=224,
-            official_name=_official,
-            expected_params_m=_params,
+            official_name=_cswin_official,
+            expected_params_m=_cswin_params,
         )
     )

@@ -38,14 +38,6 @@ def resize_token_grid(tokens: Tensor, size: tuple[int, int], mode: str) -> Tenso
     return resized.flatten(2).transpose(1, 2).to(tokens.dtype)
 
 
-def resize_along_axis(x: Tensor, axis: int, size: int) -> Tensor:
-    """Linear (1-D, align_corners=False) interpolation of `x` along one axis to `size` samples."""
-    moved = x.movedim(axis, -1)
-    lead = moved.shape[:-1]
-    resized = F.interpolate(moved.reshape(1, -1, moved.shape[-1]).float(), size=size, mode="linear")
-    return resized.reshape(*lead, size).movedim(-1, axis).to(x.dtype)
-
-
 def adapt_resolution_tied(model: nn.Module, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Interpolate every resolution-tied entry of `state_dict` whose shape differs from `model`'s.
 
