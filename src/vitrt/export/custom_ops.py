@@ -62,7 +62,8 @@ def _define(spec: OpSpec) -> Any:
     reference_fn = reference.REFERENCE[spec.name]
 
     def real(*tensors: torch.Tensor, **attrs: Any) -> torch.Tensor:
-        return reference_fn(*tensors, **attrs)
+        # Contiguous, like the fake kernel promises (the FFT reference returns a permuted layout).
+        return reference_fn(*tensors, **attrs).contiguous()
 
     def fake(*tensors: torch.Tensor, **attrs: Any) -> torch.Tensor:
         del attrs

@@ -18,9 +18,17 @@ from torch import Tensor
 from vitrt.ops import reference, register_implementation
 
 
-@cache
 def _dft_matrices(height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(forward_w (2, 1, 2U, W), inverse_w (2, 1, W, 2U), height_mix (H, 2H)), ortho-normalised, float32."""
+    """(forward_w (2, 1, 2U, W), inverse_w (2, 1, W, 2U), height_mix (H, 2H)), ortho-normalised, float32.
+
+    Built per call from cached arrays with `torch.tensor`, so tracers (TorchScript, torch.export's fake tensors)
+    see ordinary constants.
+    """
+    return tuple(torch.tensor(m) for m in _dft_arrays(height, width))  # type: ignore[return-value]
+
+
+@cache
+def _dft_arrays(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     half = width // 2 + 1
     u, w = np.arange(half)[:, None], np.arange(width)[None, :]
     w_angles = 2 * np.pi * ((u * w) % width) / width
@@ -37,9 +45,9 @@ def _dft_matrices(height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
     height_mix = np.concatenate([np.cos(h_angles), np.sin(h_angles)], axis=1)
     norm = (height * width) ** -0.5
     return (
-        torch.from_numpy((forward[:, None] * norm).astype(np.float32)),
-        torch.from_numpy((inverse[:, None] * norm).astype(np.float32)),
-        torch.from_numpy(height_mix.astype(np.float32)),
+        (forward[:, None] * norm).astype(np.float32),
+        (inverse[:, None] * norm).astype(np.float32),
+        height_mix.astype(np.float32),
     )
 
 

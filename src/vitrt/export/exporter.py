@@ -215,7 +215,8 @@ def export_flavours(
     finally:
         model.train(was_training)
 
-    reports = {}
+    reports: dict[str, ExportReport] = {}
+    validated: dict[str, validation.ValidationReport] = {}
     for flavour, target in targets.items():
         reports[flavour] = _finish_flavour(
             portable,
@@ -232,6 +233,7 @@ def export_flavours(
             budgets=budgets,
             timings=dict(timings),
             warnings=list(traced.warnings),
+            validated=validated,
             say=say,
         )
         reports[flavour].timings["total"] = time.perf_counter() - started
@@ -257,8 +259,11 @@ def _finish_flavour(
     budgets: Mapping[str, float],
     timings: dict[str, float],
     warnings: list[str],
+    validated: dict[str, validation.ValidationReport],
     say: Callable[[str], None],
 ) -> ExportReport:
+    import onnx
+
     tick = time.perf_counter()
     recorded_flavour = flavour if custom_ops else NO_CUSTOM_OPS
     if flavour == "tensorrt":
@@ -268,7 +273,8 @@ def _finish_flavour(
         say("deriving the inlined flavour (function bodies inlined)")
         artifact = graph.inline_functions(portable)
     else:
-        artifact = portable
+        artifact = onnx.ModelProto()
+        artifact.CopyFrom(portable)
     file_meta = _file_metadata(meta, artifact, shape, recorded_flavour, opset, batch, input_name)
     _write_metadata(artifact, file_meta)
     problems = graph.lint(artifact, flavour)
@@ -281,15 +287,22 @@ def _finish_flavour(
     if references is not None:
         tick = time.perf_counter()
         # The tensorrt flavour has no bodies, so nothing but TensorRT with the plugins can run it; its graph is the
-        # portable one minus the functions, which is what ONNX Runtime and the checker see instead.
-        runnable = portable if flavour == "tensorrt" else artifact
-        report_validation = validation.validate(
-            runnable,
-            references,
-            input_name=input_name,
-            budgets=budgets,
-            progress=say,
-        )
+        # portable one minus the functions, which is what ONNX Runtime and the checker see instead (once for both).
+        key = "inlined" if flavour == "inlined" else "portable"
+        rejected = target.with_name(target.stem + ".rejected.onnx")
+        if key not in validated:
+            try:
+                validated[key] = validation.validate(
+                    artifact if flavour == "inlined" else portable,
+                    references,
+                    input_name=input_name,
+                    budgets=budgets,
+                    progress=say,
+                )
+            except ValidationError as err:
+                _write(rejected, data)
+                raise ValidationError(f"{flavour} export: {err} (file kept at {rejected})") from None
+        report_validation = replace(validated[key])
         if flavour == "tensorrt":
             report_validation.note = (
                 "tensorrt flavour: numerics checked on the identical graph with function bodies (portable); "
@@ -297,7 +310,6 @@ def _finish_flavour(
             )
         timings["validate"] = time.perf_counter() - tick
         if not report_validation.passed:
-            rejected = target.with_name(target.stem + ".rejected.onnx")
             _write(rejected, data)
             worst = max(report_validation.failures(), key=lambda c: c.max_abs)
             raise ValidationError(
