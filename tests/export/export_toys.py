@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.models.layers import adaptive_pool_matrix
+from vitrt.ops.spec import load_op_specs
 
+FLAVOURS = ("portable", "tensorrt", "inlined")
 OP_DIRS = (
     "circulant_attention",
     "focused_linear_attention",
@@ -219,3 +224,81 @@ def op_call(op: str, config: dict, seed: int = 0) -> tuple[list[Tensor], dict]:
     else:
         raise ValueError(op)
     return tensors, spec.resolve_attributes(attrs)
+
+
+# --- assertions shared by the export tests ---------------------------------------------------------------------
+
+
+def vitrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == "vitrt"]
+
+
+def run_file(path, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def assert_flavour_structure(files: dict, expected_ops: dict[str, int]) -> None:
+    """portable: each op one vitrt node with plugin fields + a body; tensorrt: the same nodes, no bodies;
+    inlined: no vitrt node, no body."""
+    specs = load_op_specs()
+    portable = onnx.load(files["portable"])
+    counts: dict[str, int] = {}
+    for node in vitrt_nodes(portable):
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        attrs = {a.name: a for a in node.attribute}
+        assert onnx.helper.get_attribute_value(attrs["plugin_namespace"]) == b"vitrt"
+        assert onnx.helper.get_attribute_value(attrs["plugin_version"]) == b"1"
+        for declared in specs[node.op_type].attributes:
+            kind = onnx.AttributeProto.INT if declared.type == "int" else onnx.AttributeProto.FLOAT
+            assert attrs[declared.name].type == kind, (node.op_type, declared.name)
+        assert set(attrs) == {*specs[node.op_type].attribute_names, "plugin_namespace", "plugin_version"}
+    assert counts == expected_ops
+    assert sorted(f.name for f in portable.functions if f.domain == "vitrt") == sorted(expected_ops)
+    assert {"vitrt": 1}.items() <= {o.domain: o.version for o in portable.opset_import}.items()
+
+    tensorrt = onnx.load(files["tensorrt"])
+    assert [f.name for f in tensorrt.functions] == []
+    assert [(n.op_type, n.input, n.output) for n in vitrt_nodes(tensorrt)] == [
+        (n.op_type, n.input, n.output) for n in vitrt_nodes(portable)
+    ]
+    assert all(any(a.name == "plugin_namespace" for a in n.attribute) for n in vitrt_nodes(tensorrt))
+
+    inlined = onnx.load(files["inlined"])
+    assert vitrt_nodes(inlined) == [] and list(inlined.functions) == []
+    assert "DFT" not in {n.op_type for n in inlined.graph.node}
+    assert all(o.domain in ("", "ai.onnx") for o in inlined.opset_import)
+
+
+def count_op_calls(model: nn.Module, x: Tensor) -> dict[str, int]:
+    """How many times each vitrt op runs in one eager forward (an independent count of the attention nodes an
+    export must contain)."""
+    from collections import Counter
+
+    from vitrt.ops import reference, register_implementation, use_implementation
+
+    calls: Counter[str] = Counter()
+    for op_type, fn in reference.REFERENCE.items():
+
+        def counted(*args, _op=op_type, _fn=fn, **kwargs):
+            calls[_op] += 1
+            return _fn(*args, **kwargs)
+
+        register_implementation("counting", op_type, counted)
+    with use_implementation("counting"), torch.no_grad():
+        model(x)
+    return dict(sorted(calls.items()))
+
+
+class Unpicklable:
+    """An arbitrary object inside a checkpoint: the safe loader refuses it, --trust-checkpoint accepts it."""
+
+    def __init__(self) -> None:
+        self.note = "training state"
+
+
+def build_tiny_stack(img_size: int = 56, num_classes: int = 10, **kwargs) -> TinyStack:
+    """Registry builder for the toy zoo entry used by the CLI tests (only 56 x 56 inputs fit its patch grid)."""
+    if img_size != 56:
+        raise ValueError(f"TinyStack needs 56 x 56 inputs, got {img_size}")
+    return TinyStack(num_classes=num_classes, **kwargs)

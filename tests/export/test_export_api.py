@@ -6,10 +6,17 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
-from export_toys import OP_DIRS, OpBlock, TinyStack, frozen_batch_module
+from export_toys import (
+    OP_DIRS,
+    OpBlock,
+    TinyStack,
+    assert_flavour_structure,
+    frozen_batch_module,
+    run_file,
+    vitrt_nodes,
+)
 
 from vitrt.errors import ExportError, ValidationError
 from vitrt.export import export_flavours, export_model
@@ -17,47 +24,6 @@ from vitrt.metadata import ModelMetadata
 from vitrt.ops.spec import load_op_specs, op_spec
 
 ALL_FLAVOURS = ("portable", "tensorrt", "inlined")
-
-
-def vitrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.domain == "vitrt"]
-
-
-def run_file(path, x: np.ndarray) -> list[np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})
-
-
-def assert_flavour_structure(files: dict, expected_ops: dict[str, int]) -> None:
-    """portable: each op one vitrt node with plugin fields + a body; tensorrt: the same nodes, no bodies;
-    inlined: no vitrt node, no body."""
-    specs = load_op_specs()
-    portable = onnx.load(files["portable"])
-    counts: dict[str, int] = {}
-    for node in vitrt_nodes(portable):
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        attrs = {a.name: a for a in node.attribute}
-        assert onnx.helper.get_attribute_value(attrs["plugin_namespace"]) == b"vitrt"
-        assert onnx.helper.get_attribute_value(attrs["plugin_version"]) == b"1"
-        for declared in specs[node.op_type].attributes:
-            kind = onnx.AttributeProto.INT if declared.type == "int" else onnx.AttributeProto.FLOAT
-            assert attrs[declared.name].type == kind, (node.op_type, declared.name)
-        assert set(attrs) == {*specs[node.op_type].attribute_names, "plugin_namespace", "plugin_version"}
-    assert counts == expected_ops
-    assert sorted(f.name for f in portable.functions if f.domain == "vitrt") == sorted(expected_ops)
-    assert {"vitrt": 1}.items() <= {o.domain: o.version for o in portable.opset_import}.items()
-
-    tensorrt = onnx.load(files["tensorrt"])
-    assert [f.name for f in tensorrt.functions] == []
-    assert [(n.op_type, n.input, n.output) for n in vitrt_nodes(tensorrt)] == [
-        (n.op_type, n.input, n.output) for n in vitrt_nodes(portable)
-    ]
-    assert all(any(a.name == "plugin_namespace" for a in n.attribute) for n in vitrt_nodes(tensorrt))
-
-    inlined = onnx.load(files["inlined"])
-    assert vitrt_nodes(inlined) == [] and list(inlined.functions) == []
-    assert "DFT" not in {n.op_type for n in inlined.graph.node}
-    assert all(o.domain in ("", "ai.onnx") for o in inlined.opset_import)
 
 
 @pytest.fixture(scope="module")
