@@ -123,6 +123,11 @@ def _print_result(result, console) -> None:  # type: ignore[no-untyped-def]
 
     for note in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {note}")
+    if result.trace_warnings:
+        console.print(
+            f"{len(result.trace_warnings)} tracer warning(s) from the exporter (the report's trace_warnings); "
+            "the batch-1/batch-8 comparison below is what decides whether the trace is right"
+        )
     if result.validation is not None:
         table = Table(title="ONNX Runtime vs PyTorch (" + result.validation.runtime + ")")
         for column in ("output", "batch", "max abs", "max rel", "cosine", "top-1", "budget", "status"):

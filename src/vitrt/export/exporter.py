@@ -63,7 +63,8 @@ class ExportReport:
     timings: dict[str, float]
     validation: validation.ValidationReport | None
     metadata: ModelMetadata | None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # for the user (e.g. random weights)
+    trace_warnings: list[str] = field(default_factory=list)  # the exporter's tracer warnings, de-duplicated
 
     @property
     def validated(self) -> bool:
@@ -84,6 +85,7 @@ class ExportReport:
             "validation": None if self.validation is None else self.validation.to_dict(),
             "metadata": None if self.metadata is None else self.metadata.to_dict(),
             "warnings": list(self.warnings),
+            "trace_warnings": list(self.trace_warnings),
         }
 
 
@@ -232,7 +234,7 @@ def export_flavours(
             references=references,
             budgets=budgets,
             timings=dict(timings),
-            warnings=list(traced.warnings),
+            trace_warnings=list(traced.warnings),
             validated=validated,
             say=say,
         )
@@ -258,7 +260,7 @@ def _finish_flavour(
     references: list[validation.Reference] | None,
     budgets: Mapping[str, float],
     timings: dict[str, float],
-    warnings: list[str],
+    trace_warnings: list[str],
     validated: dict[str, validation.ValidationReport],
     say: Callable[[str], None],
 ) -> ExportReport:
@@ -333,7 +335,7 @@ def _finish_flavour(
         timings=timings,
         validation=report_validation,
         metadata=file_meta,
-        warnings=warnings,
+        trace_warnings=trace_warnings,
     )
 
 
@@ -520,7 +522,7 @@ def _trace_torchscript(
             torch.onnx.export(
                 model,
                 (example,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file-like objects too
                 dynamo=False,
                 opset_version=opset,
                 input_names=[input_name],
@@ -569,6 +571,8 @@ def _trace_dynamo(
             )
         except Exception as err:  # torch.export or the translation rejects a construct in the model
             raise ExportError(f"dynamo export failed: {type(err).__name__}: {_one_line(err)}") from None
+    if program is None:
+        raise ExportError("the dynamo exporter returned no program")
     return _Traced(program.model_proto, "dynamo", _trace_warnings(caught))
 
 

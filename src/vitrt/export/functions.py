@@ -75,16 +75,16 @@ class FunctionBuilder:
 
     def attr_scalar_int(self, name: str) -> str:
         """An int64 scalar holding the node's INT attribute `name`."""
-        return self._attr_ref("value_int", name, onnx.AttributeProto.INT)
+        return self._attr_ref("value_int", name, onnx.AttributeProto.AttributeType.INT)
 
     def scalar_int(self, value: int) -> str:
         return self.op("Constant", value=numpy_helper.from_array(np.asarray(value, dtype=np.int64)))
 
     def attr_float(self, name: str) -> str:
         """A float32 scalar holding the node's FLOAT attribute `name`."""
-        return self._attr_ref("value_float", name, onnx.AttributeProto.FLOAT)
+        return self._attr_ref("value_float", name, onnx.AttributeProto.AttributeType.FLOAT)
 
-    def _attr_ref(self, field_name: str, attr_name: str, attr_type: int) -> str:
+    def _attr_ref(self, field_name: str, attr_name: str, attr_type: onnx.AttributeProto.AttributeType) -> str:
         output = self._fresh(attr_name)
         node = helper.make_node("Constant", [], [output])
         node.attribute.append(helper.make_attribute_ref(field_name, attr_type))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from vitrt.export.exporter import ExportReport
+    from vitrt.metadata import ModelMetadata
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 MAX_IMG_SIZE = 4096
@@ -111,7 +112,8 @@ def resolve_model(
             "(fine for benchmarking, useless for predictions)"
         )
     if checkpoint_path is not None:
-        model.vitrt_metadata.checkpoint_sha256 = _sha256(checkpoint_path)
+        metadata: ModelMetadata = model.vitrt_metadata  # type: ignore[assignment]
+        metadata.checkpoint_sha256 = _sha256(checkpoint_path)
     return model, notes
 
 
