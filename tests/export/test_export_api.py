@@ -121,6 +121,14 @@ def test_dynamo_exporter_at_opset_23_keeps_single_nodes_and_bodies(tmp_path):
     assert {o.domain: o.version for o in onnx.load(files["portable"]).opset_import}[""] == 23
 
 
+@pytest.mark.slow
+def test_an_opset_the_exporter_cannot_produce_is_an_error(tmp_path):
+    """The dynamo exporter builds opset 18 and down-converts; where the converter fails it would keep opset 18."""
+    module = OpBlock("inline_attention", 7, 7, 16, {"num_heads": 2}, prefix=1)
+    with pytest.raises(ExportError, match="produced opset 18 instead of 17"):
+        export_model(module, tmp_path / "m.onnx", input_size=(16, 7, 7), exporter="dynamo", opset=17)
+
+
 def test_multi_output_wrapper_validates_every_output(tmp_path):
     torch.manual_seed(0)
     names = ["logits", "ca", "flatten", "mlla", "agent", "inline"]

@@ -4,8 +4,8 @@ One export produces the `portable` graph (vitrt nodes + model-local function bod
 from it by graph surgery, never by re-exporting:
 
 * `tensorrt`: the same graph with `model.functions` removed, so TensorRT's parser can only resolve a vitrt node to
-  the plugin named by its op_type / `plugin_namespace` / `plugin_version` (whatever the TensorRT version's
-  importer order, §0.A of docs/deploy facts);
+  the plugin named by its op_type / `plugin_namespace` / `plugin_version`, whatever the TensorRT version's
+  importer order (local functions win over plugins before TensorRT 10.7);
 * `inlined`: every vitrt node replaced by its body (`onnx.inliner`), then constant-folded, for runtimes without
   plugins or function support.
 """
