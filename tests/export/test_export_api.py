@@ -247,3 +247,15 @@ def test_unwritable_destinations(tmp_path):
 
 def test_op_modules_cover_every_op():
     assert set(OP_DIRS) == {spec.directory for spec in load_op_specs().values()}
+
+
+def test_structure_check_rejects_inconsistent_shapes():
+    from onnx import TensorProto, helper
+
+    from vitrt.export.validate import check_structure
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 7])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    with pytest.raises(ValidationError, match="Inferred shape and existing shape differ"):
+        check_structure(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))

@@ -110,19 +110,13 @@ def compare(output: str, batch: int, got: np.ndarray, expected: np.ndarray, budg
 
 
 def check_structure(model: onnx.ModelProto) -> list[str]:
-    """onnx.checker (full check) and strict shape inference; raises ValidationError on failure."""
-    checks = []
+    """onnx.checker with `full_check` (which includes strict, type-checked shape inference through the function
+    bodies); raises ValidationError on failure."""
     try:
         onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as err:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise ValidationError(f"onnx.checker rejected the export: {_one_line(err)}") from None
-    checks.append("onnx.checker full check")
-    try:
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as err:
-        raise ValidationError(f"ONNX shape inference failed on the export: {_one_line(err)}") from None
-    checks.append("ONNX shape inference (strict)")
-    return checks
+    return ["onnx.checker full check", "ONNX shape inference (strict)"]
 
 
 def ort_session(model: onnx.ModelProto, *, threads: int | None = None) -> Any:
