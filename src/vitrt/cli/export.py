@@ -68,7 +68,7 @@ def export_command(
     from vitrt.errors import ExportError
     from vitrt.export.zoo import export_zoo_model
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     batch_value = _parse_batch(batch)
     if report is not None and report.is_dir():
         raise ExportError(f"--report {report} is a directory")
