@@ -318,7 +318,7 @@ def _finish_flavour(
         if key not in validated:
             try:
                 validated[key] = validation.validate(
-                    artifact if flavour == "inlined" else portable,
+                    portable if flavour == "tensorrt" else data,
                     references,
                     input_name=input_name,
                     budgets=budgets,

@@ -109,7 +109,7 @@ def compare(output: str, batch: int, got: np.ndarray, expected: np.ndarray, budg
     return OutputComparison(output, batch, max_abs, max_rel, cosine, top1, budget)
 
 
-def check_structure(model: onnx.ModelProto) -> list[str]:
+def check_structure(model: onnx.ModelProto | bytes) -> list[str]:
     """onnx.checker with `full_check` (which includes strict, type-checked shape inference through the function
     bodies); raises ValidationError on failure."""
     try:
@@ -119,7 +119,7 @@ def check_structure(model: onnx.ModelProto) -> list[str]:
     return ["onnx.checker full check", "ONNX shape inference (strict)"]
 
 
-def ort_session(model: onnx.ModelProto, *, threads: int | None = None) -> Any:
+def ort_session(model: onnx.ModelProto | bytes, *, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -127,7 +127,8 @@ def ort_session(model: onnx.ModelProto, *, threads: int | None = None) -> Any:
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own exception types for models it cannot load
         raise ValidationError(f"ONNX Runtime cannot load the export: {_one_line(err)}") from None
 
@@ -163,14 +164,15 @@ def reference_outputs(
 
 
 def validate(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | bytes,
     references: Sequence[Reference],
     *,
     input_name: str,
     budgets: Mapping[str, float],
     progress: Callable[[str], None] | None = None,
 ) -> ValidationReport:
-    """Check `model` structurally and run it in ONNX Runtime on every reference input.
+    """Check `model` (a ModelProto or its serialized bytes) structurally and run it in ONNX Runtime on every
+    reference input.
 
     Never raises on a budget violation (the caller decides, see `ValidationReport.passed`); raises
     `ValidationError` when the graph is invalid or cannot run.
@@ -179,6 +181,7 @@ def validate(
 
     say = progress or (lambda _message: None)
     report = ValidationReport()
+    model = model if isinstance(model, bytes) else model.SerializeToString()
     say("checking the graph (onnx.checker, shape inference)")
     report.checks.extend(check_structure(model))
     say("loading the export in ONNX Runtime (CPU)")
