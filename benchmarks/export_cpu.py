@@ -199,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timm-baselines", action="store_true", help=f"also time {', '.join(TIMM_BASELINES)}")
     parser.add_argument("--note", action="append", default=[], help="a note for the Markdown report")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu_latency")
+    parser.add_argument(
+        "--extend",
+        type=Path,
+        help="keep the rows of an earlier result JSON (same machine) for models not measured in this run",
+    )
     args = parser.parse_args(argv)
     if args.runs < 20:
         parser.error("--runs must be at least 20")
@@ -217,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             model, path, info = export(name, workdir)
             exports[name] = info
             rows.extend(bench_model(name, model, path, args))
+    if args.extend is not None:
+        earlier = json.loads(args.extend.read_text())
+        measured = {row["model"] for row in rows}
+        rows = [row for row in earlier["rows"] if row["model"] not in measured] + rows
+        exports = {**{k: v for k, v in earlier["exports"].items() if k not in measured}, **exports}
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),

@@ -223,6 +223,8 @@ def test_skip_validation_writes_without_a_report(tmp_path):
         ({"output_names": ["a", "b"]}, "output_names must be 1"),
         ({"budget": {"nope": 1.0}}, "unknown outputs"),
         ({"metadata": {"model": "x"}}, "ModelMetadata"),
+        ({"validation_batch_sizes": [0]}, "must be positive"),
+        ({"batch": 3, "validation_batch_sizes": [4]}, "only be validated at batch 3"),
     ],
 )
 def test_bad_arguments_raise_one_line_errors(tmp_path, kwargs, message):

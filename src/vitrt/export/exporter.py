@@ -198,6 +198,7 @@ def export_flavours(
     input_name = meta.input_name if meta is not None else "input"
     dynamic = batch == "dynamic"
     example_batch = _EXAMPLE_BATCH if dynamic else int(batch)
+    batches = _validation_batches(validation_batch_sizes, dynamic, example_batch) if validate else []
 
     device = next((p.device for p in model.parameters()), None)
     if device is not None and device.type != "cpu":
@@ -230,7 +231,6 @@ def export_flavours(
 
         references = None
         if validate:
-            batches = _validation_batches(validation_batch_sizes, dynamic, example_batch)
             say("computing PyTorch reference outputs")
             tick = time.perf_counter()
             references = validation.reference_outputs(
