@@ -39,7 +39,7 @@ FLOAT = TensorProto.FLOAT
 
 @dataclass
 class FunctionBuilder:
-    """Writes one FunctionProto node by node; each op call returns the name of its (first) output."""
+    """Writes one FunctionProto node by node; `b.MatMul(x, y)` appends a node and returns its output's name."""
 
     name: str
     inputs: Sequence[str]
@@ -52,12 +52,12 @@ class FunctionBuilder:
         self._counter += 1
         return f"{hint}_{self._counter}"
 
-    def op(self, op_type: str, *inputs: str, num_outputs: int = 1, **attrs: Any) -> Any:
-        outputs = [self._fresh(op_type.lower()) for _ in range(num_outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outputs, **attrs))
-        return outputs[0] if num_outputs == 1 else outputs
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        output = self._fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
+        return output
 
-    def __getattr__(self, op_type: str) -> Callable[..., Any]:
+    def __getattr__(self, op_type: str) -> Callable[..., str]:
         if not op_type[:1].isupper():
             raise AttributeError(op_type)
         return lambda *inputs, **attrs: self.op(op_type, *inputs, **attrs)
