@@ -36,6 +36,7 @@ __all__ = [
 # Modules that register a named implementation when imported.
 _PROVIDERS = {
     "custom_op": "vitrt.export.custom_ops",
+    "decomposed": "vitrt.export.decomposed",
     "cuda": "vitrt.plugins.torch_ops",
 }
 _IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Tensor]] = {}
@@ -51,7 +52,11 @@ def register_implementation(implementation: str, op_name: str, fn: Callable[...,
 
 @contextmanager
 def use_implementation(implementation: str) -> Iterator[None]:
-    """Route every vitrt op called in this context through `implementation` ("reference", "custom_op", "cuda")."""
+    """Route every vitrt op called in this context through `implementation`.
+
+    "reference" (default), "custom_op" (torch.library ops that export as single vitrt nodes), "decomposed" (plain
+    standard-op PyTorch for exports without custom ops) or "cuda" (the kernel library).
+    """
     if implementation != "reference" and implementation in _PROVIDERS:
         importlib.import_module(_PROVIDERS[implementation])
     token = _ACTIVE.set(implementation)

@@ -7,6 +7,8 @@ input dtype. Tensors are (B, N, C) with tokens in row-major grid order; heads sp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -152,7 +154,7 @@ def circulant_attention(q: Tensor, k: Tensor, v: Tensor, *, height: int, width: 
     return out.reshape(b, n, c).to(dtype)
 
 
-REFERENCE = {
+REFERENCE: dict[str, Callable[..., Tensor]] = {
     "VitrtCirculantAttention": circulant_attention,
     "VitrtFocusedLinearAttention": focused_linear_attention,
     "VitrtAgentAttention": agent_attention,
