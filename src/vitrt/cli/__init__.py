@@ -26,6 +26,8 @@ app = typer.Typer(
 # Modules that register commands on `app` when imported.
 _COMMAND_MODULES = [
     "vitrt.cli.models",
+    "vitrt.cli.build",
+    "vitrt.cli.parity",
 ]
 
 

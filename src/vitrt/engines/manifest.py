@@ -74,6 +74,12 @@ class EngineManifest:
     created: str = ""
     format_version: int = MANIFEST_VERSION
 
+    def __post_init__(self) -> None:
+        # Keep the JSON-facing fields in their JSON form (tuples -> lists), so a loaded manifest equals a built one.
+        self.profiles = json.loads(json.dumps(self.profiles))
+        self.metadata = json.loads(json.dumps(self.metadata)) if self.metadata is not None else None
+        self.build_options = json.loads(json.dumps(self.build_options, default=str))
+
     @property
     def max_batch_size(self) -> int | None:
         """Largest batch every profile accepts for every input (None when the profiles are empty)."""
