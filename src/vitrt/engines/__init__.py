@@ -22,7 +22,7 @@ from vitrt.errors import ArtifactError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BACKENDS", "InferenceBackend", "InputError", "TensorSpec", "artifact_kind", "load"]
+__all__ = ["BACKENDS", "ENGINE_SUFFIXES", "InferenceBackend", "InputError", "TensorSpec", "artifact_kind", "load"]
 
 log = logging.getLogger(__name__)
 

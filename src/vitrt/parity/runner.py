@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vitrt.engines import artifact_kind
+from vitrt.engines import ENGINE_SUFFIXES, artifact_kind
 from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
 from vitrt.errors import ArtifactError, VitrtError
 from vitrt.parity import blocks as block_probe
@@ -66,9 +66,9 @@ def run_parity(
     from vitrt.engines.pytorch import TorchBackend
 
     artifact = Path(artifact)
+    if artifact.suffix != ".onnx" and artifact.suffix not in ENGINE_SUFFIXES:
+        raise ArtifactError(f"--artifact must be an ONNX file or a TensorRT engine (.plan), got {artifact}")
     kind = artifact_kind(artifact)
-    if kind not in ("onnx", "engine"):
-        raise ArtifactError(f"--artifact must be an ONNX file or a TensorRT engine, got {artifact}")
     if not artifact.is_file():
         raise ArtifactError(f"artifact not found: {artifact}")
     manifest = EngineManifest.load(manifest_path(artifact)) if kind == "engine" and _has_manifest(artifact) else None
