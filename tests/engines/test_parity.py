@@ -7,26 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import numpy_helper
-from tinyvit import TinyViT, tiny_metadata
+from tinyvit import TinyViT, perturbed_onnx, tiny_metadata
 
 from vitrt.cli import main
 from vitrt.data.digits import digit_to_pil, load_digits_split
 from vitrt.errors import VitrtError
 from vitrt.parity import DEFAULT_BUDGETS, run_parity
 from vitrt.parity.metrics import compare
-
-
-def perturbed_onnx(source: Path, out: Path, initializer: str, delta: float) -> Path:
-    model = onnx.load(str(source))
-    init = next((i for i in model.graph.initializer if i.name == initializer), None)
-    assert init is not None, f"{initializer} not in {[i.name for i in model.graph.initializer]}"
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.float32(delta), init.name))
-    onnx.save(model, str(out))
-    return out
 
 
 def test_faithful_export_passes_with_a_report(tiny_vit: TinyViT, tiny_onnx: Path, tmp_path: Path) -> None:

@@ -162,3 +162,12 @@ def vitrt_op_model(
     for key, value in meta.to_props().items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     return model
+
+
+def perturbed_onnx(source: Path, out: Path, initializer: str, delta: float) -> Path:
+    model = onnx.load(str(source))
+    init = next((i for i in model.graph.initializer if i.name == initializer), None)
+    assert init is not None, f"{initializer} not in {[i.name for i in model.graph.initializer]}"
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.float32(delta), init.name))
+    onnx.save(model, str(out))
+    return out

@@ -123,7 +123,7 @@ class TorchBackend(InferenceBackend):
         self.kernels = kernels
         self.torch_dtype = getattr(torch, dtype)
         self.model = module.to(device=self.device, dtype=self.torch_dtype).eval()
-        self._forward = torch.compile(self.model) if compile else self.model
+        self._forward: Any = torch.compile(self.model) if compile else self.model
         self.compiled = compile
         self.metadata = meta
         self.inputs = [TensorSpec(meta.input_name, "float32", (None, *meta.input_size))]
