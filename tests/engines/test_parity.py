@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from tinyvit import TinyViT, perturbed_onnx, tiny_metadata
@@ -134,3 +135,14 @@ def test_cli_errors_are_one_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_fixed_batch_export_pads_the_last_batch(tiny_vit: TinyViT, tiny_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(tiny_onnx))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    fixed = tmp_path / "fixed4.onnx"
+    onnx.save(model, str(fixed))
+    report = run_parity(tiny_vit, fixed, n=10, device="cpu")
+    assert report.batch_size == 4 and report.n == 10 and report.passed
+    with pytest.raises(VitrtError, match="fixed batch of 4; --batch-size 3 cannot run"):
+        run_parity(tiny_vit, fixed, n=10, batch_size=3, device="cpu")

@@ -100,7 +100,9 @@ class TorchBackend(InferenceBackend):
         num_classes: int | None = None,
         trust_checkpoint: bool = False,
         metadata: ModelMetadata | None = None,
+        tf32: bool = False,
     ) -> None:
+        """`tf32`: allow TF32 convolutions on CUDA (PyTorch's default; off here so the FP32 reference is FP32)."""
         import torch
 
         if dtype not in DTYPES:
@@ -130,6 +132,7 @@ class TorchBackend(InferenceBackend):
         self.outputs = [TensorSpec(meta.output_name, "float32", (None, meta.num_classes))]
         self.max_batch_size = None
         self._lock: AbstractContextManager[Any] = threading.Lock() if compile or kernels == "cuda" else nullcontext()
+        self.tf32 = tf32
 
     def describe(self) -> str:
         extras = [self.dtype]
@@ -146,7 +149,8 @@ class TorchBackend(InferenceBackend):
 
         x = torch.from_numpy(np.ascontiguousarray(feeds[self.inputs[0].name]))
         x = x.to(device=self.device, dtype=self.torch_dtype)
-        with self._lock, torch.inference_mode(), use_implementation(self.kernels):
+        precise = nullcontext() if self.tf32 or not self.device.startswith("cuda") else _no_tf32_convolutions()
+        with self._lock, precise, torch.inference_mode(), use_implementation(self.kernels):
             out = self._forward(x)
         if isinstance(out, tuple | list):
             out = out[0]
@@ -159,6 +163,16 @@ class TorchBackend(InferenceBackend):
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
         self._forward = None
+
+
+def _no_tf32_convolutions() -> AbstractContextManager[Any]:
+    """cuDNN's current settings with TF32 off, restored afterwards."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    )
 
 
 def _select_device(device: str) -> str:

@@ -103,8 +103,10 @@ class TensorRTBackend(InferenceBackend):
             else:
                 outputs.append(spec)
         self.inputs, self.outputs = inputs, outputs
-        batch_maxima = [int(engine.get_tensor_profile_shape(spec.name, 0)[2][0]) for spec in inputs if spec.shape]
-        self.max_batch_size = min(batch_maxima) if batch_maxima else None
+        profiles = [engine.get_tensor_profile_shape(spec.name, 0) for spec in inputs if spec.shape]
+        self.max_batch_size = min(int(p[2][0]) for p in profiles) if profiles else None
+        # Smallest batch the profile accepts (callers pad short batches up to it).
+        self.min_batch_size = max(int(p[0][0]) for p in profiles) if profiles else 1
         self.metadata = self.manifest.model_metadata() if self.manifest else None
         self.precision = self.manifest.precision if self.manifest else "unknown"
         self.cuda_graphs = cuda_graphs

@@ -98,9 +98,14 @@ def run_parity(
                 if runtime == "tensorrt" and kind == "onnx":
                     notes.append(f"tensorrt ran an engine built for this check ({precision})")
             limits = [b.max_batch_size for b in opened if b.max_batch_size]
-            size = batch_size or min([32, len(data.images), *limits])
+            fixed = sorted({b.inputs[0].shape[0] for b in opened if b.inputs[0].shape[0] is not None})
+            if len(fixed) > 1:
+                raise VitrtError(f"the backends need different fixed batch sizes {fixed}")
+            size = batch_size or (fixed[0] if fixed else min([32, len(data.images), *limits]))
             if limits and size > min(limits):
                 raise VitrtError(f"--batch-size {size} exceeds the engine's maximum batch {min(limits)}")
+            if fixed and size != fixed[0]:
+                raise VitrtError(f"the artifact has a fixed batch of {fixed[0]}; --batch-size {size} cannot run")
             ref_logits = _run_all(reference, data.images, size)
             outputs = {b.name: _run_all(b, data.images, size) for b in opened}
 
@@ -212,7 +217,18 @@ def _open_runtime(
 
 
 def _run_all(backend: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    chunks = [backend.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    """Logits for all images in batches; a short last batch is zero-padded when the backend needs a bigger one
+    (a fixed-batch export, or an engine profile whose minimum batch is larger) and its padding dropped."""
+    fixed = backend.inputs[0].shape[0]
+    smallest = fixed or getattr(backend, "min_batch_size", 1)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        real = len(chunk)
+        if real < smallest:
+            pad = np.zeros((smallest - real, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad], axis=0)
+        chunks.append(backend.infer(chunk)[:real])
     return np.concatenate(chunks, axis=0)
 
 
