@@ -5,6 +5,7 @@ Imported by the tests of this directory as `tinyvit` (pytest puts the directory 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,20 @@ def make_tiny_vit(seed: int = 0) -> TinyViT:
 
 def export_onnx(model: nn.Module, path: Path, *, dynamic: bool = True, batch: int = 2) -> Path:
     """Plain dynamo export plus vitrt metadata_props, as the tests' stand-in for `vitrt export`."""
-    x = torch.randn(batch, 3, IMG, IMG)
+    meta = copy.deepcopy(getattr(model, "vitrt_metadata", None) or tiny_metadata())
+    x = torch.randn(batch, *meta.input_size)
     shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if dynamic else None
     torch.onnx.export(
-        model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"], dynamic_shapes=shapes
+        model,
+        (x,),
+        str(path),
+        dynamo=True,
+        input_names=[meta.input_name],
+        output_names=[meta.output_name],
+        dynamic_shapes=shapes,
+        verbose=False,
     )
     proto = onnx.load(str(path))
-    meta = getattr(model, "vitrt_metadata", tiny_metadata())
     meta.batch = "dynamic" if dynamic else str(batch)
     for key, value in meta.to_props().items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
