@@ -46,7 +46,7 @@ def test_cli_parity_on_the_demo_digits(demo_onnx: Path, tmp_path: Path, capsys: 
             "--inputs",
             "demo-digits",
             "--n",
-            "96",
+            "64",
             "--device",
             "cpu",
             "--report",
