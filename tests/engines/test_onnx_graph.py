@@ -174,3 +174,28 @@ def test_ensure_node_names_makes_names_unique() -> None:
     onnx_graph.ensure_node_names(model)
     names = [n.name for n in model.graph.node]
     assert len(set(names)) == 3 and names[1] == "r" and all(names)
+
+
+def test_block_scopes_from_torchscript_style_node_names() -> None:
+    """`/layers.0/blocks.1/...` (a stage list, then a block list inside it) -> block `layers.0.blocks.1`."""
+    h = onnx.helper
+    names = [
+        ("/patch_embed/Conv", "input", "e"),
+        ("/layers.0/blocks.0/norm1/LayerNormalization", "e", "a0"),
+        ("/layers.0/blocks.0/Add", "a0", "b0"),
+        ("/layers.0/blocks.1/Add", "b0", "b1"),
+        ("/head/Gemm", "b1", "logits"),
+    ]
+    nodes = [h.make_node("Relu", [src], [dst], name=name) for name, src, dst in names]
+    graph = h.make_graph(
+        nodes,
+        "g",
+        [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 4])],
+        [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    model = h.make_model(graph)
+    blocks = ["layers.0.blocks.0", "layers.0.blocks.1", "layers.1.blocks.0"]
+    assert onnx_graph.block_output_tensors(model, blocks) == {"layers.0.blocks.0": "b0", "layers.0.blocks.1": "b1"}
+    assert onnx_graph._node_scopes(nodes[1]) == {"layers.0", "layers.0.blocks.0", "layers.0.blocks.0.norm1"}
+    deit = h.make_node("Relu", ["x"], ["y"], name="/blocks/blocks.3/attn/MatMul")
+    assert onnx_graph._node_scopes(deit) == {"blocks", "blocks.3", "blocks.3.attn"}

@@ -401,6 +401,7 @@ def block_output_tensors(model: onnx.ModelProto, blocks: list[str]) -> dict[str,
 
 
 def _node_scopes(node: onnx.NodeProto) -> set[str]:
+    """Qualified module paths a node belongs to (e.g. {"layers", "layers.0", "layers.0.blocks.0", ...})."""
     for prop in node.metadata_props:
         if prop.key == "pkg.torch.onnx.name_scopes":
             try:
@@ -408,9 +409,20 @@ def _node_scopes(node: onnx.NodeProto) -> set[str]:
             except (ValueError, SyntaxError):
                 break
             return {s for s in scopes[:-1] if isinstance(s, str) and s}
-    if node.name.startswith("/"):
-        return {part for part in node.name.split("/")[1:-1] if part}
-    return set()
+    if not node.name.startswith("/"):
+        return set()
+    # TorchScript-style names: "/layers.0/blocks.1/attn/MatMul" where each part is relative to its parent and a
+    # container's child repeats the container's name ("/blocks/blocks.0/..."): rebuild the qualified paths.
+    paths: set[str] = set()
+    current = ""
+    for part in node.name.split("/")[1:-1]:
+        if not part:
+            continue
+        last = current.rsplit(".", 1)[-1] if current else ""
+        index = part[len(last) + 1 :] if last and part.startswith(last + ".") else ""
+        current = current + "." + index if index.isdigit() else (f"{current}.{part}" if current else part)
+        paths.add(current)
+    return paths
 
 
 def _tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
