@@ -6,6 +6,7 @@ Imports `tensorrt` at module level: import this module only after `availability.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import re
 import threading
@@ -174,6 +175,16 @@ def load_plugin_library(path: str | Path) -> None:
     key = str(Path(path).resolve())
     with _LOAD_LOCK:
         if key in _LOADED_LIBRARIES:
+            return
+        try:
+            plugins: Any = importlib.import_module("vitrt.plugins")
+        except ImportError:
+            plugins = None
+        loader = getattr(plugins, "load_into_tensorrt", None)
+        if callable(loader):  # the plugin package's loader also checks that every vitrt op got registered
+            loader(key)
+            _LOADED_LIBRARIES[key] = key
+            log.info("loaded TensorRT plugin library %s", key)
             return
         try:
             handle = ctypes.CDLL(key, mode=ctypes.RTLD_GLOBAL)

@@ -3,9 +3,9 @@
 The library is built from `plugins/` (branch `plugins`, `vitrt.plugins`). The engine builder, the TensorRT runtime
 and the ONNX Runtime TensorRT execution provider all need the same file, resolved the same way:
 
-1. `vitrt.plugins.library_path()` when that module provides it (the packaged or freshly built library);
-2. `$VITRT_PLUGIN_DIR`: a directory holding the library, or the library file itself;
-3. the package's `vitrt/plugins/lib/` and a source checkout's `build/` tree.
+1. `vitrt.plugins.find_plugin_library()` ($VITRT_PLUGIN_DIR, a checkout's `build/plugins`, or the per-user
+   build cache), when `vitrt.plugins` is installed;
+2. otherwise `$VITRT_PLUGIN_DIR` (a directory holding the library, or the file itself) and `build/plugins`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def find_plugin_library() -> tuple[Path | None, str]:
     except ImportError:
         plugins = None
         reasons.append("vitrt.plugins is not installed")
-    locate = getattr(plugins, "library_path", None) if plugins is not None else None
+    locate = getattr(plugins, "find_plugin_library", None) if plugins is not None else None
     if callable(locate):
         try:
             located = locate()
@@ -40,19 +40,18 @@ def find_plugin_library() -> tuple[Path | None, str]:
             reasons.append(str(err))
         else:
             if located is not None and Path(located).is_file():
-                return Path(located), "vitrt.plugins.library_path()"
+                return Path(located), "vitrt.plugins.find_plugin_library()"
     env = os.environ.get(PLUGIN_DIR_ENV)
     if env:
         found = _search(Path(env))
         if found is not None:
             return found, f"${PLUGIN_DIR_ENV}"
         reasons.append(f"${PLUGIN_DIR_ENV}={env} holds no vitrt plugin library")
-    package_dir = Path(__file__).resolve().parents[1]
-    for directory in (package_dir / "plugins" / "lib", package_dir.parents[1] / "build" / "plugins"):
-        found = _search(directory)
-        if found is not None:
-            return found, str(directory)
-    reasons.append(f"not built (build plugins/ or point ${PLUGIN_DIR_ENV} at it)")
+    checkout_build = Path(__file__).resolve().parents[3] / "build" / "plugins"
+    found = _search(checkout_build)
+    if found is not None:
+        return found, str(checkout_build)
+    reasons.append(f"not built (`vitrt plugins build`, or point ${PLUGIN_DIR_ENV} at it)")
     return None, "; ".join(reasons)
 
 
