@@ -147,8 +147,6 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
     notes: list[str] = []
     calls = onnx_graph.vitrt_nodes(model)
     plugin_library = resolve_plugins(options.plugins) if calls else None
-    if calls and options.plugins not in ("auto", "none") and plugin_library is None:
-        raise PluginError(f"plugin library not found: {options.plugins}")
     flavour = "tensorrt" if plugin_library is not None else "inlined"
     if calls and flavour == "inlined" and options.plugins == "auto":
         notes.append("vitrt plugin library not found: building the inlined flavour (attention as standard ops)")
