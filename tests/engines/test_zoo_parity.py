@@ -129,3 +129,33 @@ def test_every_demo_model_has_equal_accuracy_across_backends(name: str, tmp_path
     assert report.reference.accuracy == report.backends[0].accuracy >= 0.9
     assert report.comparisons[0].top1_agreement == 1.0
     assert report.per_block[0].rows and report.per_block[0].first_divergent is None
+
+
+def test_strongly_typed_fp16_graph_of_a_demo_model_keeps_its_predictions(demo_onnx: Path) -> None:
+    """The FP16 rewrite `vitrt build --strongly-typed` hands to TensorRT, run in ONNX Runtime.
+
+    A plain `torch.onnx.export` of circulant attention contains DFT nodes, which TensorRT cannot import: the build
+    plan refuses it by name, while the rewritten graph itself still runs (in ORT) with the FFTs kept in FP32.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from vitrt.data.digits import digits_batch
+    from vitrt.engines import onnx_graph
+    from vitrt.engines.builder import BuildOptions, plan_build
+    from vitrt.errors import EngineBuildError
+
+    with pytest.raises(EngineBuildError, match=r"TensorRT cannot import node '.*' \(DFT\)"):
+        plan_build(demo_onnx, BuildOptions(precision="fp16", strongly_typed=True, plugins="none"))
+    model = onnx.load(str(demo_onnx))
+    islands = onnx_graph.fp32_island_nodes(model)
+    assert {n.name for n in model.graph.node if n.op_type == "DFT"} <= islands
+    half = onnx_graph.cast_fp32_islands(model, "fp16", islands)
+    x, _ = digits_batch(onnx_graph.model_metadata(model), "test", limit=128)
+    fp32 = ort.InferenceSession(str(demo_onnx)).run(None, {"input": x})[0]
+    fp16 = ort.InferenceSession(half.SerializeToString()).run(None, {"input": x})[0]
+    assert fp16.dtype == np.float32
+    assert np.abs(fp16 - fp32).max() < 2e-2
+    assert np.array_equal(fp16.argmax(1), fp32.argmax(1))
+    halves = [i for i in half.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > len(half.graph.initializer) // 2

@@ -54,6 +54,8 @@ ISLAND_OPS = frozenset(
         "Exp",
         "Log",
         "Softplus",
+        "DFT",
+        "STFT",
     }
 )
 # Cheap elementwise ops that stay in an island when all their inputs come from it (eps adds, affine scales).
