@@ -145,3 +145,30 @@ def test_build_without_tensorrt_explains_why(tiny_onnx: Path, tmp_path: Path) ->
         builder.build_engine(tiny_onnx, tmp_path / "m.plan")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "m.plan").exists()
+
+
+def test_build_cli_dry_run_and_errors(tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from vitrt.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["build", *argv])
+        captured = capsys.readouterr()
+        return int(exit_info.value.code or 0), captured.out, captured.err
+
+    code, out, _ = run(str(tiny_onnx), "--dry-run", "--precision", "fp16", "--batch", "1:2:4", "--plugins", "none")
+    plan = json.loads(out)
+    assert code == 0 and plan["flavour"] == "inlined" and plan["fp32_nodes"] > 0
+    assert plan["profile"]["input"]["max"] == [4, 3, 16, 16] and plan["model"] == "tiny_vit_test"
+    for argv, message in [
+        ((str(tmp_path / "missing.onnx"), "--dry-run"), "ONNX file not found"),
+        ((str(tiny_onnx), "--dry-run", "--precision", "fp8"), "unknown precision 'fp8'"),
+        ((str(tiny_onnx), "--dry-run", "--batch", "8:1:2"), "batch profile needs"),
+    ]:
+        code, _, err = run(*argv)
+        assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err
+    if NO_TENSORRT:
+        code, _, err = run(str(tiny_onnx), "--out", str(tmp_path / "m.plan"))
+        assert code == 2 and err.startswith("error: TensorRT is not installed")
