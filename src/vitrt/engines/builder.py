@@ -247,16 +247,23 @@ def build_engine(
 
     config = builder.create_builder_config()
     fp32_layers = 0
-    if not options.strongly_typed:
-        if options.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif options.precision == "bf16":
-            config.set_flag(trt.BuilderFlag.BF16)
+    if not options.strongly_typed and options.precision != "fp32":
+        # Weakly typed precision flags are deprecated since TensorRT 10.12; where they are gone, say what to do.
+        flag = getattr(trt.BuilderFlag, options.precision.upper(), None)
+        if flag is None:
+            raise EngineBuildError(
+                f"TensorRT {trt.__version__} has no {options.precision.upper()} builder flag; build with "
+                "--strongly-typed"
+            )
+        config.set_flag(flag)
         if plan.fp32_nodes:
             fp32_layers = _trt.constrain_fp32(network, plan.fp32_nodes)
-            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    if not options.tf32:
-        config.clear_flag(trt.BuilderFlag.TF32)
+            prefer = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None)
+            if prefer is not None:
+                config.set_flag(prefer)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32 is not None and not options.tf32 and not options.strongly_typed:
+        config.clear_flag(tf32)
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     if options.optimization_level is not None:
