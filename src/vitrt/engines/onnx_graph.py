@@ -171,11 +171,13 @@ def inline_functions(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     out.functions.extend(clones)
     inlined = inliner.inline_local_functions(out)
     call_names = {n.name for n in out.graph.node if n.domain == VITRT_DOMAIN}
+    # Call names may contain "/" themselves (TorchScript-style scopes): match the longest call-name prefix.
+    by_length = sorted(call_names, key=len, reverse=True)
     origin = {}
     for node in inlined.graph.node:
-        prefix = node.name.split("/", 1)[0]
-        if "/" in node.name and prefix in call_names:
-            origin[node.name] = prefix
+        call = next((c for c in by_length if node.name.startswith(c + "/")), None)
+        if call is not None:
+            origin[node.name] = call
     kept_imports = [o for o in inlined.opset_import if o.domain != VITRT_DOMAIN]
     if not any(n.domain == VITRT_DOMAIN for n in inlined.graph.node):
         del inlined.opset_import[:]
