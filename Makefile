@@ -40,6 +40,8 @@ lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy src/vitrt
+	# TensorRT code paths, checked against the tensorrt-stubs API (see the script for why it wraps mypy).
+	$(PY) scripts/mypy_tensorrt.py
 
 clean:
 	rm -rf build $(OUT) .pytest_cache

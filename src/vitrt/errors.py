@@ -44,3 +44,11 @@ class PluginError(VitrtError):
 
 class ModelConfigError(VitrtError):
     """A model configuration the architecture cannot build (e.g. an impossible input size)."""
+
+
+class EngineBuildError(VitrtError):
+    """A TensorRT engine build that cannot proceed: bad build options, a node TensorRT cannot import, a failed build."""
+
+
+class ManifestMismatchError(ArtifactError):
+    """An engine whose manifest does not match this machine (TensorRT version, GPU, plugin library)."""

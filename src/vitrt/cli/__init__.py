@@ -27,6 +27,8 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "vitrt.cli.models",
     "vitrt.cli.export",
+    "vitrt.cli.build",
+    "vitrt.cli.parity",
 ]
 
 

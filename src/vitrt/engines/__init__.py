@@ -1,31 +1,118 @@
-"""Runtime backends behind one interface, and (with TensorRT) the engine builder.
+"""Runtime backends behind one interface, and the TensorRT engine builder.
 
 >>> from vitrt.engines import load
->>> backend = load("agent_digits.onnx")          # ONNX Runtime on CPU
->>> logits = backend.infer(batch)                 # numpy (B, 3, H, W) -> numpy (B, num_classes)
+>>> backend = load("agent_digits.onnx")          # ONNX Runtime (GPU providers when present, else CPU)
+>>> backend = load("agent_digits.plan")          # TensorRT, after checking model.plan.json
+>>> backend = load("agent_digits")               # PyTorch, a zoo model
+>>> logits = backend.infer(batch)                 # numpy or torch (B, 3, H, W) -> numpy (B, num_classes)
+
+Every backend implements `InferenceBackend` (see `base.py`): `infer`, `run`, `inputs`/`outputs`,
+`max_batch_size`, `metadata`, `warmup`, `close`, `describe`.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitrt.engines.base import InferenceBackend, InputError, TensorSpec
 from vitrt.errors import ArtifactError
 
-__all__ = ["InferenceBackend", "InputError", "TensorSpec", "load"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["BACKENDS", "ENGINE_SUFFIXES", "InferenceBackend", "InputError", "TensorSpec", "artifact_kind", "load"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+# Which backends can run which artifact kind; the first is what "auto" picks.
+_RUNNERS = {
+    "engine": ("tensorrt", "onnxruntime"),  # onnxruntime runs the ONNX file recorded in the manifest
+    "onnx": ("onnxruntime",),  # tensorrt needs an engine built from it (vitrt build)
+    "model": ("torch",),
+}
 
 
-def load(artifact: str | Path, backend: str = "auto", **options: Any) -> InferenceBackend:
+def artifact_kind(artifact: str | Path | nn.Module) -> str:
+    """ "engine", "onnx" or "model" (a zoo name, a checkpoint file or an nn.Module)."""
+    if not isinstance(artifact, str | Path):
+        return "model"
+    path = Path(artifact)
+    if path.suffix in ENGINE_SUFFIXES:
+        return "engine"
+    if path.suffix == ".onnx":
+        return "onnx"
+    from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
+    from vitrt.errors import ModelNotFoundError
+    from vitrt.models import get_spec
+
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        return "model"
+    try:
+        get_spec(str(artifact))
+    except ModelNotFoundError:
+        if path.is_file():
+            raise ArtifactError(f"cannot tell how to load {path} (expected .onnx, .plan or a checkpoint)") from None
+        if path.suffix or len(path.parts) > 1:
+            raise ArtifactError(f"file not found: {path}") from None
+        raise
+    return "model"
+
+
+def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any) -> InferenceBackend:
     """Load an artifact behind the common runtime interface.
 
-    `artifact` is an ONNX file; `backend` is "auto" or "onnxruntime".
+    `artifact`: an ONNX file, a TensorRT engine (`.plan` with its `.plan.json` manifest), a zoo model name, a
+    checkpoint file (with `arch=`) or an nn.Module carrying `vitrt_metadata`.
+    `backend`: "auto" picks the fastest runtime for the artifact (engine -> tensorrt; ONNX -> ONNX Runtime with
+    its TensorRT/CUDA providers when present, else CPU; model -> torch) and logs what it picked.
+    `options` go to the backend class: `TorchBackend`, `OnnxRuntimeBackend` or `TensorRTBackend`.
     """
-    path = Path(artifact)
-    if backend not in ("auto", "onnxruntime"):
-        raise ArtifactError(f"unknown backend {backend!r}")
-    if path.suffix != ".onnx":
-        raise ArtifactError(f"cannot tell how to load {path} (expected a .onnx file)")
-    from vitrt.engines.onnxruntime import OnnxRuntimeBackend
+    if backend not in BACKENDS:
+        raise ArtifactError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    kind = artifact_kind(artifact)
+    chosen = _RUNNERS[kind][0] if backend == "auto" else backend
+    if chosen not in _RUNNERS[kind]:
+        raise ArtifactError(_mismatch_message(kind, chosen, artifact))
+    if chosen == "torch":
+        from vitrt.engines.pytorch import TorchBackend
 
-    return OnnxRuntimeBackend(path, **options)
+        loaded: InferenceBackend = TorchBackend(artifact, **options)
+    elif chosen == "onnxruntime":
+        from vitrt.engines.onnxruntime import OnnxRuntimeBackend
+
+        assert isinstance(artifact, str | Path)
+        path = _onnx_of_engine(Path(artifact)) if kind == "engine" else Path(artifact)
+        if backend == "auto":
+            options.setdefault("providers", "auto")
+        loaded = OnnxRuntimeBackend(path, **options)
+    else:
+        from vitrt.engines.tensorrt_runtime import TensorRTBackend
+
+        assert isinstance(artifact, str | Path)
+        loaded = TensorRTBackend(artifact, **options)
+    if backend == "auto":
+        log.info("loaded %s with %s", artifact if isinstance(artifact, str | Path) else "module", loaded.describe())
+    return loaded
+
+
+def _onnx_of_engine(engine: Path) -> Path:
+    from vitrt.engines.manifest import EngineManifest, manifest_path, sha256_file
+
+    manifest = EngineManifest.load(manifest_path(engine))
+    if not manifest.onnx_path or not Path(manifest.onnx_path).is_file():
+        raise ArtifactError(f"the ONNX file {engine.name} was built from is not available ({manifest.onnx_path})")
+    if sha256_file(manifest.onnx_path) != manifest.onnx_sha256:
+        raise ArtifactError(f"{manifest.onnx_path} changed since {engine.name} was built from it (sha256 differs)")
+    return Path(manifest.onnx_path)
+
+
+def _mismatch_message(kind: str, backend: str, artifact: object) -> str:
+    if kind == "onnx" and backend == "tensorrt":
+        return f"the tensorrt backend runs engines; build one first: vitrt build {artifact} --out model.plan"
+    if kind == "model":
+        return f"{artifact} is a PyTorch model; export it first (vitrt export) to run it with {backend}"
+    return f"the {backend} backend cannot run a {kind} artifact ({artifact})"

@@ -44,7 +44,7 @@ class InputError(VitrtError):
 class InferenceBackend(abc.ABC):
     """A loaded model that runs batches of inputs.
 
-    Subclasses set `name`, `inputs`, `outputs`, `max_batch_size` (None = unbounded) and `metadata`.
+    Subclasses set `name`, `inputs`, `outputs`, `max_batch_size` (None = unbounded), `metadata` and `device`.
     """
 
     name: str = "base"
@@ -52,6 +52,11 @@ class InferenceBackend(abc.ABC):
     outputs: list[TensorSpec]
     max_batch_size: int | None = None
     metadata: ModelMetadata | None = None
+    device: str = "cpu"
+
+    def describe(self) -> str:
+        """One line saying what runs the model, e.g. "onnxruntime (CPUExecutionProvider)"."""
+        return f"{self.name} on {self.device}"
 
     @abc.abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:

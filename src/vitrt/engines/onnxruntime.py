@@ -1,11 +1,17 @@
 """ONNX Runtime backend: the embedded default that runs vitrt ONNX files on any machine.
 
 vitrt attention nodes carry standard-op function bodies, which ONNX Runtime inlines, so no custom-op library is
-needed. `InferenceSession.run` is thread-safe, so this backend needs no lock.
+needed on CPU or with the CUDA execution provider. With the TensorRT execution provider and the vitrt plugin
+library, the attention nodes are handed to TensorRT as plugins: ORT registers every TensorRT plugin as a custom op
+in its `trt.plugins` domain (`trt_extra_plugin_lib_paths`), so the session gets a copy of the model whose vitrt
+nodes live in that domain, without their function bodies.
+
+`InferenceSession.run` is thread-safe, so this backend needs no lock.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,8 @@ import numpy as np
 from vitrt.engines.base import InferenceBackend, TensorSpec
 from vitrt.errors import ArtifactError, BackendUnavailableError
 from vitrt.metadata import ModelMetadata
+
+log = logging.getLogger(__name__)
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -26,18 +34,32 @@ _ORT_TYPES = {
     "tensor(int64)": "int64",
     "tensor(bool)": "bool",
 }
+TRT_PLUGIN_DOMAIN = "trt.plugins"
+_TRT_EP = "TensorrtExecutionProvider"
+_CUDA_EP = "CUDAExecutionProvider"
+_CPU_EP = "CPUExecutionProvider"
+
+Provider = str | tuple[str, dict[str, Any]]
 
 
 class OnnxRuntimeBackend(InferenceBackend):
+    """An ONNX file in an `onnxruntime.InferenceSession`.
+
+    `providers`: None (CPU only), "auto" (TensorRT EP, then CUDA EP, then CPU, as far as this ORT build and
+    machine have them; falls back when a GPU provider cannot take the model) or an explicit list.
+    `plugins`: the vitrt TensorRT plugin library for the TensorRT EP ("auto", a path, or None).
+    """
+
     name = "onnxruntime"
 
     def __init__(
         self,
         path: str | Path,
         *,
-        providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
+        providers: Sequence[Provider] | str | None = None,
         intra_op_threads: int | None = None,
         session_options: Any = None,
+        plugins: str | Path | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -48,17 +70,21 @@ class OnnxRuntimeBackend(InferenceBackend):
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
         available = set(ort.get_available_providers())
-        chosen = list(providers) if providers else ["CPUExecutionProvider"]
+        auto = isinstance(providers, str)
+        if isinstance(providers, str):
+            if providers != "auto":
+                raise ArtifactError(f"providers must be 'auto' or a list, got {providers!r}")
+            chosen: list[Provider] = auto_providers(plugins)
+        else:
+            chosen = list(providers) if providers else [_CPU_EP]
         for provider in chosen:
             provider_name = provider[0] if isinstance(provider, tuple) else provider
             if provider_name not in available:
                 have = ", ".join(sorted(available))
                 raise BackendUnavailableError(f"ONNX Runtime provider {provider_name} is unavailable (have: {have})")
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
-        except Exception as err:  # ORT raises its own exception types for unreadable or invalid models
-            raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {' '.join(str(err).split())[:300]}") from None
+        self.session = self._create_session(ort, options, chosen, fallback=auto)
         self.providers = self.session.get_providers()
+        self.device = "cuda" if {_TRT_EP, _CUDA_EP} & set(self.providers) else "cpu"
         self.inputs = [_spec(node) for node in self.session.get_inputs()]
         self.outputs = [_spec(node) for node in self.session.get_outputs()]
         props = self.session.get_modelmeta().custom_metadata_map
@@ -66,10 +92,76 @@ class OnnxRuntimeBackend(InferenceBackend):
         batch_dims = {spec.shape[0] for spec in self.inputs if spec.shape}
         self.max_batch_size = None if None in batch_dims or not batch_dims else int(min(d for d in batch_dims if d))
 
+    def _create_session(self, ort: Any, options: Any, chosen: list[Provider], *, fallback: bool) -> Any:
+        """A session on `chosen`; with `fallback`, drop GPU providers one by one when they cannot take the model."""
+        while True:
+            model: str | bytes = str(self.path)
+            trt_options = next((p[1] for p in chosen if isinstance(p, tuple) and p[0] == _TRT_EP), None)
+            if trt_options and trt_options.get("trt_extra_plugin_lib_paths"):
+                model = tensorrt_plugin_model(self.path)
+            try:
+                return ort.InferenceSession(model, sess_options=options, providers=chosen)
+            except Exception as err:  # ORT raises its own exception types for unreadable or invalid models
+                message = " ".join(str(err).split())[:300]
+                gpu = [p for p in chosen if (p[0] if isinstance(p, tuple) else p) != _CPU_EP]
+                if fallback and gpu:
+                    dropped = gpu[0][0] if isinstance(gpu[0], tuple) else gpu[0]
+                    log.warning(
+                        "ONNX Runtime provider %s cannot run %s (%s); trying without it", dropped, self.path, message
+                    )
+                    chosen = [p for p in chosen if p is not gpu[0]]
+                    continue
+                raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {message}") from None
+
+    def describe(self) -> str:
+        return f"onnxruntime ({', '.join(self.providers)})"
+
     def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [spec.name for spec in self.outputs]
         results = self.session.run(names, dict(feeds))
         return dict(zip(names, results, strict=True))
+
+
+def auto_providers(plugins: str | Path | None = "auto") -> list[Provider]:
+    """The fastest providers this ORT build and machine offer: TensorRT EP, CUDA EP, then CPU."""
+    from vitrt.engines.availability import cuda_available, onnxruntime_providers
+    from vitrt.engines.builder import cache_dir
+    from vitrt.engines.plugin_library import resolve_plugins
+
+    available = onnxruntime_providers()
+    chosen: list[Provider] = []
+    gpu = (_TRT_EP in available or _CUDA_EP in available) and cuda_available()
+    if gpu and _TRT_EP in available:
+        trt_options: dict[str, Any] = {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir() / "ort-tensorrt"),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache_dir() / "ort-tensorrt"),
+        }
+        library = resolve_plugins(plugins if plugins is not None else "none")
+        if library is not None:
+            trt_options["trt_extra_plugin_lib_paths"] = str(library)
+        chosen.append((_TRT_EP, trt_options))
+    if gpu and _CUDA_EP in available:
+        chosen.append(_CUDA_EP)
+    chosen.append(_CPU_EP)
+    return chosen
+
+
+def tensorrt_plugin_model(path: Path) -> bytes:
+    """The model with its vitrt nodes moved to ORT's `trt.plugins` domain and their function bodies removed."""
+    from onnx import helper
+
+    from vitrt.engines import onnx_graph
+
+    model = onnx_graph.strip_vitrt_functions(onnx_graph.load_model(path))
+    for node in model.graph.node:
+        if node.domain == onnx_graph.VITRT_DOMAIN:
+            node.domain = TRT_PLUGIN_DOMAIN
+    imports = [o for o in model.opset_import if o.domain != onnx_graph.VITRT_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend([*imports, helper.make_opsetid(TRT_PLUGIN_DOMAIN, 1)])
+    return bytes(model.SerializeToString())
 
 
 def _spec(node: Any) -> TensorSpec:

@@ -1,0 +1,87 @@
+"""`vitrt parity`: the same inputs through PyTorch and the deployed runtimes, compared against budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitrt.cli import app
+
+
+@app.command("parity")
+def parity_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")],
+    artifact: Annotated[Path, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")],
+    arch: str = typer.Option(None, "--arch", help="Architecture of a checkpoint (default: the artifact's)."),
+    backends: str = typer.Option(
+        None, "--backends", help="Comma-separated runtimes: torch,onnxruntime,tensorrt (default: the artifact's)."
+    ),
+    inputs: str = typer.Option("random", "--inputs", help="random, demo-digits, or an ImageFolder directory."),
+    n: int = typer.Option(64, "--n", help="Number of samples (0 = the whole data set)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default: min(32, n, engine max))."),
+    precision: str = typer.Option(None, "--precision", help="fp32, fp16 or bf16: default budgets (and builds)."),
+    budget_max_abs: float = typer.Option(None, "--budget-max-abs", help="Override: max abs logit error."),
+    budget_mean_abs: float = typer.Option(None, "--budget-mean-abs", help="Override: mean abs logit error."),
+    budget_min_cosine: float = typer.Option(None, "--budget-min-cosine", help="Override: min cosine similarity."),
+    budget_min_top1: float = typer.Option(None, "--budget-min-top1", help="Override: min top-1 agreement (0-1)."),
+    budget_max_accuracy_drop: float = typer.Option(
+        None, "--budget-max-accuracy-drop", help="Override: max top-1 accuracy drop (0-1)."
+    ),
+    budget_block_rel: float = typer.Option(
+        None, "--budget-block-rel", help="Override: relative error at which a block counts as diverged."
+    ),
+    report: Annotated[Path | None, typer.Option("--report", help="Write PATH.md and PATH.json.")] = None,
+    per_block: bool = typer.Option(False, "--per-block", help="Compare every block and name the first divergent."),
+    device: str = typer.Option("auto", "--device", help="Device of the PyTorch reference: auto, cpu, cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+    plugins: str = typer.Option(None, "--plugins", help="vitrt plugin library for TensorRT: auto, PATH or none."),
+    ignore_manifest_mismatch: bool = typer.Option(
+        False, "--ignore-manifest-mismatch", help="Load an engine whose manifest does not match this machine."
+    ),
+) -> None:
+    """Check that an exported artifact matches its PyTorch model (exit 3 when over budget)."""
+    from rich.console import Console
+
+    from vitrt.cli.logs import configure_logging
+    from vitrt.errors import ValidationError
+    from vitrt.parity import run_parity
+
+    configure_logging()
+    overrides = {
+        "max_abs": budget_max_abs,
+        "mean_abs": budget_mean_abs,
+        "min_cosine": budget_min_cosine,
+        "min_top1_agreement": budget_min_top1,
+        "max_accuracy_drop": budget_max_accuracy_drop,
+        "block_rel": budget_block_rel,
+    }
+    result = run_parity(
+        model,
+        artifact,
+        arch=arch,
+        backends=backends.split(",") if backends else None,
+        inputs=inputs,
+        n=None if n == 0 else n,
+        batch_size=batch_size,
+        precision=precision,
+        budget_overrides={k: v for k, v in overrides.items() if v is not None},
+        per_block=per_block,
+        device=device,
+        seed=seed,
+        plugins=plugins,
+        allow_mismatch=ignore_manifest_mismatch,
+        report=report,
+    )
+    result.print(Console())
+    if report is not None:
+        base = report.with_suffix("") if report.suffix in (".md", ".json") else report
+        typer.echo(f"report: {base}.md, {base}.json")
+    if not result.passed:
+        failures = result.failures()
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        divergent = [f"{k}: {v}" for k, v in result.first_divergent_blocks().items() if v]
+        where = f"; first divergent block {', '.join(divergent)}" if divergent else ""
+        raise ValidationError(f"parity over budget: {failures[0]}{more}{where}")
+    typer.echo("parity: all backends within budget")

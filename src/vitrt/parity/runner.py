@@ -1,0 +1,294 @@
+"""`run_parity`: one model, one artifact, several runtimes, the same inputs, a verdict against budgets."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vitrt.engines import ENGINE_SUFFIXES, artifact_kind
+from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
+from vitrt.errors import ArtifactError, VitrtError
+from vitrt.parity import blocks as block_probe
+from vitrt.parity.budgets import Budget, default_budget
+from vitrt.parity.inputs import ParityInputs, load_inputs
+from vitrt.parity.metrics import accuracy, check_budget, compare
+from vitrt.parity.report import BackendSummary, ParityReport
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vitrt.engines.base import InferenceBackend
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("torch", "onnxruntime", "tensorrt")
+PER_BLOCK_SAMPLES = 4
+
+
+def run_parity(
+    model: str | Path | nn.Module,
+    artifact: str | Path,
+    *,
+    arch: str | None = None,
+    checkpoint: str | Path | None = None,
+    backends: Sequence[str] | None = None,
+    inputs: str | Path = "random",
+    n: int | None = 64,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    budget: Budget | None = None,
+    budget_overrides: dict[str, float] | None = None,
+    per_block: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+    plugins: str | Path | None = None,
+    allow_mismatch: bool = False,
+    providers: Any = "auto",
+    report: str | Path | None = None,
+) -> ParityReport:
+    """Run the PyTorch model and every requested runtime of `artifact` on the same inputs and compare.
+
+    model: zoo name, checkpoint file (architecture from `arch`, else from the artifact's metadata) or nn.Module
+        with `vitrt_metadata`.
+    artifact: an ONNX file or a TensorRT engine. ONNX + "tensorrt" builds a temporary engine at `precision`;
+        engine + "onnxruntime" runs the ONNX file recorded in the engine's manifest.
+    backends: subset of torch, onnxruntime, tensorrt (default: torch plus the artifact's own runtime).
+    precision: selects the default budget (default: the engine's precision, else fp32).
+    per_block: also compare every transformer block's output and name the first one that diverges.
+    report: write `<report>.md` and `<report>.json`.
+    """
+    from vitrt import __version__
+    from vitrt.engines.pytorch import TorchBackend
+
+    artifact = Path(artifact)
+    if artifact.suffix != ".onnx" and artifact.suffix not in ENGINE_SUFFIXES:
+        raise ArtifactError(f"--artifact must be an ONNX file or a TensorRT engine (.plan), got {artifact}")
+    kind = artifact_kind(artifact)
+    if not artifact.is_file():
+        raise ArtifactError(f"artifact not found: {artifact}")
+    manifest = EngineManifest.load(manifest_path(artifact)) if kind == "engine" and _has_manifest(artifact) else None
+    runtimes = _runtimes(backends, kind)
+    precision = precision or (manifest.precision if manifest else "fp32")
+    budget = (budget or default_budget(precision)).with_overrides(budget_overrides)
+    notes: list[str] = []
+
+    artifact_meta = _artifact_metadata(artifact, manifest)
+    if arch is None and artifact_meta is not None and _is_checkpoint(model):
+        arch = artifact_meta.model  # a bare checkpoint: the artifact says which architecture it is
+    reference = TorchBackend(model, checkpoint=checkpoint, arch=arch, device=device, dtype="float32")
+    meta = reference.metadata
+    assert meta is not None
+    if artifact_meta is not None and artifact_meta.model != meta.model:
+        notes.append(f"artifact was exported from {artifact_meta.model!r}, compared against {meta.model!r}")
+
+    data = load_inputs(inputs, meta, n, seed)
+    notes += data.notes
+    opened: list[InferenceBackend] = []
+    with tempfile.TemporaryDirectory(prefix="vitrt-parity-") as tmp:
+        try:
+            for runtime in runtimes:
+                opened.append(
+                    _open_runtime(runtime, artifact, kind, manifest, precision, plugins, allow_mismatch, providers, tmp)
+                )
+                if runtime == "tensorrt" and kind == "onnx":
+                    notes.append(f"tensorrt ran an engine built for this check ({precision})")
+            limits = [b.max_batch_size for b in opened if b.max_batch_size]
+            fixed = sorted({b.inputs[0].shape[0] for b in opened if b.inputs[0].shape[0] is not None})
+            if len(fixed) > 1:
+                raise VitrtError(f"the backends need different fixed batch sizes {fixed}")
+            size = batch_size or (fixed[0] if fixed else min([32, len(data.images), *limits]))
+            if limits and size > min(limits):
+                raise VitrtError(f"--batch-size {size} exceeds the engine's maximum batch {min(limits)}")
+            if fixed and size != fixed[0]:
+                raise VitrtError(f"the artifact has a fixed batch of {fixed[0]}; --batch-size {size} cannot run")
+            ref_logits = _run_all(reference, data.images, size)
+            outputs = {b.name: _run_all(b, data.images, size) for b in opened}
+
+            ref_summary = _summary(reference, ref_logits, data)
+            summaries, comparisons = [], []
+            for backend in opened:
+                logits = outputs[backend.name]
+                summary = _summary(backend, logits, data)
+                summaries.append(summary)
+                comparison = compare(backend.name, backend.outputs[0].name, ref_logits, logits)
+                if summary.accuracy is not None and ref_summary.accuracy is not None:
+                    comparison.accuracy_drop = ref_summary.accuracy - summary.accuracy
+                check_budget(comparison, budget)
+                comparisons.append(comparison)
+
+            block_reports = []
+            if per_block:
+                block_reports = _per_block(reference, opened, artifact, kind, manifest, data, budget, plugins)
+        finally:
+            for backend in opened:
+                backend.close()
+            reference.close()
+
+    result = ParityReport(
+        model=meta.model,
+        artifact=str(artifact),
+        precision=precision,
+        inputs=data.source,
+        n=len(data.images),
+        batch_size=size,
+        budget=budget,
+        reference=ref_summary,
+        backends=summaries,
+        comparisons=comparisons,
+        per_block=block_reports,
+        notes=notes,
+        created=now_iso(),
+        vitrt_version=__version__,
+    )
+    if report is not None:
+        result.write(report)
+    return result
+
+
+def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
+    if backends is None:
+        return ["onnxruntime"] if kind == "onnx" else ["tensorrt"]
+    chosen = [b.strip() for b in backends if b.strip()]
+    unknown = [b for b in chosen if b not in RUNTIMES]
+    if unknown:
+        raise VitrtError(f"unknown backend {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
+    others = [b for b in dict.fromkeys(chosen) if b != "torch"]
+    if not others:
+        raise VitrtError("name at least one runtime besides torch to compare (onnxruntime, tensorrt)")
+    return others
+
+
+def _is_checkpoint(model: object) -> bool:
+    from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
+
+    return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
+
+
+def _has_manifest(engine: Path) -> bool:
+    return manifest_path(engine).is_file()
+
+
+def _artifact_metadata(artifact: Path, manifest: EngineManifest | None) -> Any:
+    if manifest is not None:
+        return manifest.model_metadata()
+    if artifact.suffix == ".onnx":
+        import onnx
+
+        from vitrt.engines.onnx_graph import model_metadata
+
+        try:
+            proto = onnx.load(str(artifact), load_external_data=False)
+        except Exception as err:
+            raise ArtifactError(f"cannot read ONNX file {artifact} ({type(err).__name__})") from None
+        return model_metadata(proto)
+    return None
+
+
+def _open_runtime(
+    runtime: str,
+    artifact: Path,
+    kind: str,
+    manifest: EngineManifest | None,
+    precision: str,
+    plugins: str | Path | None,
+    allow_mismatch: bool,
+    providers: Any,
+    tmp: str,
+) -> InferenceBackend:
+    from vitrt.engines import load
+
+    if runtime == "onnxruntime":
+        return load(artifact, backend="onnxruntime", providers=providers)
+    if kind == "engine":
+        return load(artifact, backend="tensorrt", plugins=plugins, allow_mismatch=allow_mismatch)
+    from vitrt.engines.builder import BuildOptions, build_engine
+
+    built = build_engine(
+        artifact,
+        Path(tmp) / f"{artifact.stem}.plan",
+        BuildOptions(precision=precision, plugins=str(plugins or "auto"), progress=False),
+    )
+    return load(built.engine_path, backend="tensorrt", plugins=plugins)
+
+
+def _run_all(backend: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits for all images in batches; a short last batch is zero-padded when the backend needs a bigger one
+    (a fixed-batch export, or an engine profile whose minimum batch is larger) and its padding dropped."""
+    fixed = backend.inputs[0].shape[0]
+    smallest = fixed or getattr(backend, "min_batch_size", 1)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        real = len(chunk)
+        if real < smallest:
+            pad = np.zeros((smallest - real, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad], axis=0)
+        chunks.append(backend.infer(chunk)[:real])
+    return np.concatenate(chunks, axis=0)
+
+
+def _summary(backend: Any, logits: np.ndarray, data: ParityInputs) -> BackendSummary:
+    summary = BackendSummary(backend.name, backend.describe())
+    if data.labels is not None and logits.ndim == 2:
+        summary.accuracy = accuracy(logits, data.labels, 1)
+        summary.top5_accuracy = accuracy(logits, data.labels, 5)
+    return summary
+
+
+def _per_block(
+    reference: Any,
+    opened: list[InferenceBackend],
+    artifact: Path,
+    kind: str,
+    manifest: EngineManifest | None,
+    data: ParityInputs,
+    budget: Budget,
+    plugins: str | Path | None,
+) -> list[block_probe.PerBlockReport]:
+    import torch
+
+    from vitrt.engines.onnx_graph import block_output_tensors, load_model
+
+    names = block_probe.find_blocks(reference.model)
+    sample = np.ascontiguousarray(data.images[:PER_BLOCK_SAMPLES])
+    x = torch.from_numpy(sample).to(reference.device)
+    with torch.inference_mode():
+        ref_blocks = block_probe.torch_block_outputs(reference.model, names, lambda: reference.model(x))
+
+    onnx_path = artifact if kind == "onnx" else Path(manifest.onnx_path) if manifest and manifest.onnx_path else None
+    reports = []
+    for backend in opened:
+        report = block_probe.PerBlockReport(backend=backend.name, threshold=budget.block_rel)
+        if not names:
+            report.notes.append("no transformer blocks found in the PyTorch model")
+            reports.append(report)
+            continue
+        if onnx_path is None or not onnx_path.is_file():
+            report.notes.append("the ONNX file behind the artifact is not available")
+            reports.append(report)
+            continue
+        proto = load_model(onnx_path)
+        tensors = block_output_tensors(proto, names)
+        if not tensors:
+            report.notes.append(
+                "the ONNX file records no module scopes (pkg.torch.onnx.name_scopes); re-export it with vitrt export"
+            )
+            reports.append(report)
+            continue
+        feeds = {backend.inputs[0].name: sample}
+        if backend.name == "tensorrt":
+            options = manifest.build_options if manifest else {}
+            actual = block_probe.tensorrt_block_outputs(proto, tensors, feeds, options, plugins)
+        else:
+            actual = block_probe.onnx_block_outputs(proto, tensors, feeds)
+        report = block_probe.compare_blocks(backend.name, names, ref_blocks, actual, tensors, budget.block_rel)
+        missing = [name for name in names if name not in tensors]
+        if missing:
+            report.notes.append(f"{len(missing)} block(s) without an ONNX tensor: {', '.join(missing[:4])}")
+        reports.append(report)
+    return reports
