@@ -169,7 +169,9 @@ def crossover(runner: KernelRunner, dtype: torch.dtype) -> list[dict[str, Any]]:
                 for name in ("cufft", "direct"):
                     try:
                         row[f"{name}_ms"] = median_ms(
-                            lambda name=name: runner.circulant_attention(*args, **attrs, strategy=STRATEGIES[name])
+                            lambda name=name, args=args, attrs=attrs: runner.circulant_attention(
+                                *args, **attrs, strategy=STRATEGIES[name]
+                            )
                         )
                     except Exception as err:
                         row[f"{name}_ms"] = None

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernel_utils.h"
 #include "vitrt_kernels.h"
 
 namespace vitrt
@@ -149,8 +150,7 @@ cudaError_t launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t 
 {
     if (shared_bytes > kDefaultSharedMemory)
     {
-        cudaError_t const status = cudaFuncSetAttribute(
-            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
+        cudaError_t const status = allow_dynamic_shared(reinterpret_cast<const void*>(kernel), shared_bytes);
         if (status != cudaSuccess)
         {
             return status;

@@ -65,6 +65,47 @@ int32_t current_device_limits(DeviceLimits* limits)
     return VITRT_STATUS_SUCCESS;
 }
 
+cudaError_t allow_dynamic_shared(const void* kernel, size_t bytes)
+{
+    struct Granted
+    {
+        const void* kernel;
+        int device;
+        size_t bytes;
+    };
+    static std::mutex mutex;
+    static std::vector<Granted> granted;
+    int device = 0;
+    cudaError_t status = cudaGetDevice(&device);
+    if (status != cudaSuccess)
+    {
+        return status;
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    for (Granted& entry : granted)
+    {
+        if (entry.kernel == kernel && entry.device == device)
+        {
+            if (entry.bytes >= bytes)
+            {
+                return cudaSuccess;
+            }
+            status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+            if (status == cudaSuccess)
+            {
+                entry.bytes = bytes;
+            }
+            return status;
+        }
+    }
+    status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+    if (status == cudaSuccess)
+    {
+        granted.push_back({kernel, device, bytes});
+    }
+    return status;
+}
+
 int32_t check_dtype(int32_t dtype)
 {
     if (dtype != VITRT_DTYPE_FLOAT32 && dtype != VITRT_DTYPE_FLOAT16 && dtype != VITRT_DTYPE_BFLOAT16)

@@ -61,6 +61,10 @@ struct DeviceLimits
 // Limits of the current device, cached per device.
 int32_t current_device_limits(DeviceLimits* limits);
 
+// Opts `kernel` into `bytes` of dynamic shared memory on the current device; remembered per (kernel, device), so
+// steady-state launches (and CUDA-graph captures) make no attribute call.
+cudaError_t allow_dynamic_shared(const void* kernel, size_t bytes);
+
 // Lays out sub-buffers in one workspace; the same code computes the size (base == nullptr) and the pointers.
 class WorkspaceLayout
 {

@@ -38,7 +38,10 @@ def _cuda_include() -> Path | None:
 
 
 def _cufft_include() -> Path:
-    for root in (Path("/usr/local/cuda/include"), Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cu13" / "include"):
+    for root in (
+        Path("/usr/local/cuda/include"),
+        Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cu13" / "include",
+    ):
         if (root / "cufft.h").is_file():
             return root
     pytest.skip("cufft.h not found (CUDA toolkit or nvidia-cufft wheel)")

@@ -53,9 +53,7 @@ def harness(emulated_kernels, tmp_path_factory) -> Path:
         objects = [str(o) for o in pool.map(compile_one, sources)]
     binary = out / "plugin_harness"
     lib = emulated_kernels
-    subprocess.run(
-        ["g++", "-o", str(binary), *objects, str(lib), f"-Wl,-rpath,{lib.parent}", "-ldl"], check=True
-    )
+    subprocess.run(["g++", "-o", str(binary), *objects, str(lib), f"-Wl,-rpath,{lib.parent}", "-ldl"], check=True)
     return binary
 
 

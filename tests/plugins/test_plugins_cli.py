@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from vitrt.cli import _load_commands, app
 from vitrt.errors import PluginError
 from vitrt.plugins import builder as build_module
-
-from vitrt.cli import _load_commands, app
 
 _load_commands()
 RUNNER = CliRunner()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -15,12 +16,22 @@ app.add_typer(plugins_app, name="plugins")
 
 @plugins_app.command("build")
 def build_command(
-    tensorrt_root: Path = typer.Option(None, "--tensorrt-root", help="TensorRT install whose include/ holds NvInfer.h."),
-    tensorrt_include_dir: Path = typer.Option(None, "--tensorrt-include-dir", help="Folder holding NvInfer.h."),
-    arch: list[str] = typer.Option(None, "--arch", help="CUDA architecture (repeatable); default 80 86 89 90."),
-    build_dir: Path = typer.Option(None, "--build-dir", help="Output folder (default: $VITRT_PLUGIN_DIR or build/plugins)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Parallel compile jobs (default: CPU count)."),
-    kernels_only: bool = typer.Option(False, "--kernels-only", help="Skip the TensorRT plugin library."),
+    tensorrt_root: Annotated[
+        Path | None, typer.Option("--tensorrt-root", help="TensorRT install whose include/ holds NvInfer.h.")
+    ] = None,
+    tensorrt_include_dir: Annotated[
+        Path | None, typer.Option("--tensorrt-include-dir", help="Folder holding NvInfer.h.")
+    ] = None,
+    arch: Annotated[
+        list[str] | None, typer.Option("--arch", help="CUDA architecture (repeatable); default 80 86 89 90.")
+    ] = None,
+    build_dir: Annotated[
+        Path | None, typer.Option("--build-dir", help="Output folder (default: $VITRT_PLUGIN_DIR or build/plugins).")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Parallel compile jobs (default: CPU count).")
+    ] = None,
+    kernels_only: Annotated[bool, typer.Option("--kernels-only", help="Skip the TensorRT plugin library.")] = False,
 ) -> None:
     """Compile libvitrt_kernels.so and, where TensorRT headers are found, libvitrt_plugins.so."""
     from vitrt.plugins.builder import build
@@ -43,8 +54,10 @@ def build_command(
 
 @plugins_app.command("info")
 def info_command(
-    build_dir: Path = typer.Option(None, "--build-dir", help="Build folder (default: $VITRT_PLUGIN_DIR or build/plugins)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    build_dir: Annotated[
+        Path | None, typer.Option("--build-dir", help="Build folder (default: $VITRT_PLUGIN_DIR or build/plugins).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Paths, sha256, CUDA/cuFFT/TensorRT versions and ops of the built libraries."""
     from vitrt.plugins.describe import collect

@@ -105,9 +105,13 @@ def build(
         f"-DVITRT_CUDA_ARCHITECTURES={_architectures(archs)}",
         f"-DCMAKE_CUDA_ARCHITECTURES={_architectures(archs)}",
         f"-DVITRT_WARNINGS_AS_ERRORS={'ON' if warnings_as_errors else 'OFF'}",
-        f"-DTENSORRT_ROOT={Path(tensorrt_root).resolve() if tensorrt_root else ''}",
-        f"-DTENSORRT_INCLUDE_DIR={Path(tensorrt_include_dir).resolve() if tensorrt_include_dir else ''}",
     ]  # fmt: skip
+    # Without new TensorRT paths the CMake cache keeps the previous ones (a plain rebuild keeps the plugins).
+    if tensorrt_root or tensorrt_include_dir:
+        configure.append(f"-DTENSORRT_ROOT={Path(tensorrt_root).resolve() if tensorrt_root else ''}")
+        configure.append(
+            f"-DTENSORRT_INCLUDE_DIR={Path(tensorrt_include_dir).resolve() if tensorrt_include_dir else ''}"
+        )
     if kernels_only:
         configure.append("-DVITRT_BUILD_PLUGINS=OFF")
     elif tensorrt_root or tensorrt_include_dir:
@@ -124,7 +128,9 @@ def build(
     plugin = build_dir / PLUGIN_LIBRARY
     if not kernel.is_file():
         raise PluginError(f"the build finished without {kernel}; see {log}")
-    built_plugin = plugin if plugin.is_file() and not kernels_only and _plugins_configured(build_dir) else None
+    built_plugin = plugin if plugin.is_file() and _plugins_configured(build_dir) else None
+    if built_plugin is None:
+        plugin.unlink(missing_ok=True)  # left over from a build with TensorRT headers; it is no longer current
     return BuildResult(build_dir, kernel, built_plugin, time.perf_counter() - start, [configure, compile_])
 
 

@@ -183,7 +183,23 @@ class KernelLibrary:
     def inline(self, q, k, v, taps, out, batch, tokens, channels, heads, height, width, prefix, scale, dtype, ws,
                ws_bytes, stream):  # fmt: skip
         status = self._lib.vitrt_inline_attention(
-            q, k, v, taps, out, batch, tokens, channels, heads, height, width, prefix, scale, dtype, ws, ws_bytes, stream
+            q,
+            k,
+            v,
+            taps,
+            out,
+            batch,
+            tokens,
+            channels,
+            heads,
+            height,
+            width,
+            prefix,
+            scale,
+            dtype,
+            ws,
+            ws_bytes,
+            stream,
         )
         self._check(status, "VitrtInLineAttention")
 

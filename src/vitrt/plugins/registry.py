@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from vitrt.errors import BackendUnavailableError, PluginError
+from vitrt.errors import PluginError
 from vitrt.plugins.paths import find_plugin_library
 
 _LOCK = threading.Lock()
@@ -21,7 +21,11 @@ def load_into_tensorrt(path: str | Path | None = None) -> list[str]:
     try:
         import tensorrt as trt
     except ImportError as err:
-        raise BackendUnavailableError(f"TensorRT is not importable here ({err}); install tensorrt>=10") from None
+        raise PluginError(
+            f"TensorRT is not importable here ({err}); install tensorrt>=10 to load the plugins"
+        ) from None
+    if not hasattr(trt, "get_plugin_registry"):  # e.g. only tensorrt-stubs installed
+        raise PluginError("TensorRT is not importable here (the tensorrt package has no runtime); install tensorrt>=10")
     from vitrt.ops.spec import load_op_specs
 
     library = Path(path).resolve() if path is not None else find_plugin_library()

@@ -28,6 +28,12 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int)
     }
 }
 
+cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute attr, int value)
+{
+    // Same limit as sm_86/sm_89, the smallest of the supported architectures.
+    return attr == cudaFuncAttributeMaxDynamicSharedMemorySize && value <= 101376 ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 cudaError_t cudaGetLastError(void)
 {
     return cudaSuccess;

@@ -236,9 +236,3 @@ inline float __fdividef(float a, float b)
     return a / b;
 }
 
-template <typename Kernel>
-inline cudaError_t cudaFuncSetAttribute(Kernel*, cudaFuncAttribute, int value)
-{
-    // Same limit as sm_86/sm_89, the smallest of the supported architectures.
-    return value <= 101376 ? cudaSuccess : cudaErrorInvalidValue;
-}
