@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from vitrt.cli import _load_commands, app
+from vitrt.cli import _load_commands, app, main
 from vitrt.errors import PluginError
 from vitrt.plugins import builder as build_module
 
 _load_commands()
 RUNNER = CliRunner()
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def _vitrt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "vitrt", *args], capture_output=True, text=True, env=full_env)
+def _vitrt(capsys, *args: str) -> tuple[int, str]:
+    """The console entry point in-process: exit code and stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code, capsys.readouterr().err
 
 
 def test_info_describes_the_build(kernel_build):
@@ -51,16 +49,16 @@ def test_info_describes_the_build(kernel_build):
     assert "vitrt::VitrtInLineAttention v1" in text.output
 
 
-def test_info_without_a_build_is_a_one_line_error(tmp_path):
-    result = _vitrt("plugins", "info", "--build-dir", str(tmp_path))
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: no kernel library in {tmp_path}; build it with `vitrt plugins build`"
+def test_info_without_a_build_is_a_one_line_error(tmp_path, capsys):
+    code, err = _vitrt(capsys, "plugins", "info", "--build-dir", str(tmp_path))
+    assert code == 2
+    assert err.strip() == f"error: no kernel library in {tmp_path}; build it with `vitrt plugins build`"
 
 
-def test_build_reports_bad_paths_and_arguments(tmp_path):
-    result = _vitrt("plugins", "build", "--build-dir", str(tmp_path), "--tensorrt-root", str(tmp_path / "nope"))
-    assert result.returncode == 2
-    assert "error: --tensorrt-root" in result.stderr and "is not a directory" in result.stderr
+def test_build_reports_bad_paths_and_arguments(tmp_path, capsys):
+    code, err = _vitrt(capsys, "plugins", "build", "--build-dir", str(tmp_path), "--tensorrt-root", str(tmp_path / "x"))
+    assert code == 2
+    assert err.startswith("error: --tensorrt-root") and err.strip().endswith("is not a directory")
     result = RUNNER.invoke(app, ["plugins", "build", "--build-dir", str(tmp_path), "--arch", "hopper"])
     assert isinstance(result.exception, PluginError)
     assert "invalid CUDA architecture 'hopper'" in str(result.exception)

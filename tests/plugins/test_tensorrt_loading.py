@@ -86,3 +86,29 @@ def test_engine_with_the_plugin_matches_reference(op):
     expected = reference.REFERENCE[op](*tensors, **attrs)
     atol, rtol = spec.tolerance("float32")
     torch.testing.assert_close(out, expected, atol=atol, rtol=rtol)
+
+
+def test_plugin_library_loads_without_tensorrt_and_hands_over_every_creator():
+    """dlopen without libnvinfer: static registration finds no registry, so getCreators() returns all five."""
+    import subprocess
+    import sys
+
+    from vitrt.plugins.paths import find_plugin_library
+
+    if _tensorrt_importable():
+        pytest.skip("TensorRT is installed here (its registry would take the creators)")
+    try:
+        library = find_plugin_library()
+    except PluginError as err:
+        pytest.skip(str(err))
+    script = (
+        "import ctypes, sys\n"
+        f"lib = ctypes.CDLL({str(library)!r})\n"
+        "count = ctypes.c_int32(-1)\n"
+        "lib.getCreators.restype = ctypes.c_void_p\n"
+        "pointer = lib.getCreators(ctypes.byref(count))\n"
+        "print(count.value, bool(pointer))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["5", "True"]
