@@ -30,10 +30,15 @@ demo: venv
 		--report $(OUT)/$(DEMO_MODEL).parity
 	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
 
-test: venv
+# The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins; also the TensorRT plugin library when
+# TENSORRT_ROOT points at TensorRT headers. CI builds it on every run: a compile error fails `make test`.
+kernels: venv
+	$(PY) -m vitrt plugins build
+
+test: venv kernels
 	$(PY) -m pytest
 
-test-all: venv
+test-all: venv kernels
 	$(PY) -m pytest -m ""
 
 lint: venv

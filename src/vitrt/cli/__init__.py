@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "vitrt.cli.export",
     "vitrt.cli.build",
     "vitrt.cli.parity",
+    "vitrt.cli.plugins",
 ]
 
 

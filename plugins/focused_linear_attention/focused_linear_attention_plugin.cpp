@@ -1,0 +1,77 @@
+#include "focused_linear_attention_plugin.h"
+
+#include <new>
+
+#include "focused_linear_attention_kernel.h"
+
+namespace vitrt
+{
+namespace plugin
+{
+
+using namespace nvinfer1;
+namespace op = spec::focused_linear_attention;
+
+FocusedLinearAttentionPlugin::FocusedLinearAttentionPlugin(Attributes const& attributes)
+    : Plugin(attributes)
+{
+}
+
+IPluginV3* FocusedLinearAttentionPlugin::clone() noexcept
+{
+    return new (std::nothrow) FocusedLinearAttentionPlugin(attributes_);
+}
+
+bool FocusedLinearAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
+{
+    if (nbInputs != op::kNumInputs || !has_rank(inputs[0], 3, op::kName, "q"))
+    {
+        return false;
+    }
+    int64_t const n = inputs[0].d[1];
+    int64_t const c = inputs[0].d[2];
+    std::vector<int64_t> const qkv{inputs[0].d[0], n, c};
+    if (!has_dims(inputs[1], qkv, op::kName, "k") || !has_dims(inputs[2], qkv, op::kName, "v")
+        || !has_dims(inputs[3], {1, n, c}, op::kName, "positional_encoding")
+        || !has_dims(inputs[4], {1, 1, c}, op::kName, "scale"))
+    {
+        return false;
+    }
+    if (c > 0 && c % attributes_.integer(op::kNumHeads) != 0)
+    {
+        log(ILogger::Severity::kERROR, "%s: channels %lld not divisible by num_heads %d", op::kName,
+            static_cast<long long>(c), attributes_.integer(op::kNumHeads));
+        return false;
+    }
+    return true;
+}
+
+int32_t FocusedLinearAttentionPlugin::workspace_for(Dims const* inputs, int32_t dtype, size_t* bytes) const
+{
+    return vitrt_focused_linear_attention_workspace_size(
+        inputs[0].d[0], inputs[0].d[1], inputs[0].d[2], attributes_.integer(op::kNumHeads), dtype, bytes);
+}
+
+int32_t FocusedLinearAttentionPlugin::launch(PluginTensorDesc const* inputDesc, void const* const* inputs,
+    void* output, int32_t dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream)
+{
+    Dims const& q = inputDesc[0].dims;
+    return vitrt_focused_linear_attention(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], output, q.d[0],
+        q.d[1], q.d[2], attributes_.integer(op::kNumHeads), attributes_.real(op::kFocusingFactor), dtype, workspace,
+        workspace_bytes, stream);
+}
+
+FocusedLinearAttentionPluginCreator::FocusedLinearAttentionPluginCreator()
+    : Creator(op::kSpec)
+{
+}
+
+IPluginV3* FocusedLinearAttentionPluginCreator::make(Attributes const& attributes) const
+{
+    return new FocusedLinearAttentionPlugin(attributes);
+}
+
+VITRT_REGISTER_TENSORRT_PLUGIN(FocusedLinearAttentionPluginCreator);
+
+} // namespace plugin
+} // namespace vitrt

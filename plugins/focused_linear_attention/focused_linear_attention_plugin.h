@@ -1,0 +1,35 @@
+// TensorRT plugin VitrtFocusedLinearAttention (namespace vitrt, version 1).
+#pragma once
+
+#include "plugin_base.h"
+
+namespace vitrt
+{
+namespace plugin
+{
+
+class FocusedLinearAttentionPlugin final : public Plugin
+{
+public:
+    explicit FocusedLinearAttentionPlugin(Attributes const& attributes);
+
+    nvinfer1::IPluginV3* clone() noexcept override;
+
+protected:
+    bool check_shapes(nvinfer1::Dims const* inputs, int32_t nbInputs) const override;
+    int32_t workspace_for(nvinfer1::Dims const* inputs, int32_t dtype, size_t* bytes) const override;
+    int32_t launch(nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs, void* output, int32_t dtype,
+        void* workspace, size_t workspace_bytes, cudaStream_t stream) override;
+};
+
+class FocusedLinearAttentionPluginCreator final : public Creator
+{
+public:
+    FocusedLinearAttentionPluginCreator();
+
+protected:
+    nvinfer1::IPluginV3* make(Attributes const& attributes) const override;
+};
+
+} // namespace plugin
+} // namespace vitrt

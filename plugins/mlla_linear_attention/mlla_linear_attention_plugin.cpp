@@ -1,0 +1,76 @@
+#include "mlla_linear_attention_plugin.h"
+
+#include <new>
+
+#include "mlla_linear_attention_kernel.h"
+
+namespace vitrt
+{
+namespace plugin
+{
+
+using namespace nvinfer1;
+namespace op = spec::mlla_linear_attention;
+
+MllaLinearAttentionPlugin::MllaLinearAttentionPlugin(Attributes const& attributes)
+    : Plugin(attributes)
+{
+}
+
+IPluginV3* MllaLinearAttentionPlugin::clone() noexcept
+{
+    return new (std::nothrow) MllaLinearAttentionPlugin(attributes_);
+}
+
+bool MllaLinearAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
+{
+    if (nbInputs != op::kNumInputs || !has_rank(inputs[0], 3, op::kName, "q"))
+    {
+        return false;
+    }
+    int64_t const n = inputs[0].d[1];
+    int64_t const c = inputs[0].d[2];
+    std::vector<int64_t> const qkv{inputs[0].d[0], n, c};
+    if (!has_dims(inputs[1], qkv, op::kName, "k") || !has_dims(inputs[2], qkv, op::kName, "v")
+        || !has_dims(inputs[3], {n, c < 0 ? -1 : c / 2, 2}, op::kName, "rope"))
+    {
+        return false;
+    }
+    int32_t const heads = attributes_.integer(op::kNumHeads);
+    if (c > 0 && (c % heads != 0 || (c / heads) % 2 != 0))
+    {
+        log(ILogger::Severity::kERROR, "%s: channels %lld must split into num_heads %d heads of even size", op::kName,
+            static_cast<long long>(c), heads);
+        return false;
+    }
+    return true;
+}
+
+int32_t MllaLinearAttentionPlugin::workspace_for(Dims const* inputs, int32_t dtype, size_t* bytes) const
+{
+    return vitrt_mlla_linear_attention_workspace_size(
+        inputs[0].d[0], inputs[0].d[1], inputs[0].d[2], attributes_.integer(op::kNumHeads), dtype, bytes);
+}
+
+int32_t MllaLinearAttentionPlugin::launch(PluginTensorDesc const* inputDesc, void const* const* inputs, void* output,
+    int32_t dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream)
+{
+    Dims const& q = inputDesc[0].dims;
+    return vitrt_mlla_linear_attention(inputs[0], inputs[1], inputs[2], inputs[3], output, q.d[0], q.d[1], q.d[2],
+        attributes_.integer(op::kNumHeads), dtype, workspace, workspace_bytes, stream);
+}
+
+MllaLinearAttentionPluginCreator::MllaLinearAttentionPluginCreator()
+    : Creator(op::kSpec)
+{
+}
+
+IPluginV3* MllaLinearAttentionPluginCreator::make(Attributes const& attributes) const
+{
+    return new MllaLinearAttentionPlugin(attributes);
+}
+
+VITRT_REGISTER_TENSORRT_PLUGIN(MllaLinearAttentionPluginCreator);
+
+} // namespace plugin
+} // namespace vitrt

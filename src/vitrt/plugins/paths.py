@@ -1,0 +1,58 @@
+"""Where the plugin sources and built libraries live.
+
+Build output: `$VITRT_PLUGIN_DIR` when set, else `build/plugins` of a source checkout, else a per-user cache
+directory (`$XDG_CACHE_HOME/vitrt/plugins/<version>`, `~/.cache/...` by default) for wheel installs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vitrt import __version__
+from vitrt.errors import PluginError
+
+KERNEL_LIBRARY = "libvitrt_kernels.so"
+PLUGIN_LIBRARY = "libvitrt_plugins.so"
+BUILD_INFO = "build_info.json"
+
+
+def source_dir() -> Path:
+    """The CMake project (`plugins/` of a checkout or `vitrt/_plugins_src` of a wheel)."""
+    from vitrt.ops.spec import plugins_source_dir
+
+    try:
+        return plugins_source_dir()
+    except FileNotFoundError as err:
+        raise PluginError(str(err)) from None
+
+
+def default_build_dir() -> Path:
+    env = os.environ.get("VITRT_PLUGIN_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    src = source_dir()
+    if src.name == "plugins" and (src.parent / "pyproject.toml").is_file():
+        return src.parent / "build" / "plugins"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "vitrt" / "plugins" / __version__
+
+
+def _find(name: str, build_dir: Path | None, what: str) -> Path:
+    directory = build_dir or default_build_dir()
+    path = directory / name
+    if not path.is_file():
+        raise PluginError(f"{what} {name} not found in {directory}; build it with `vitrt plugins build`")
+    return path.resolve()
+
+
+def find_kernel_library(build_dir: Path | None = None) -> Path:
+    return _find(KERNEL_LIBRARY, build_dir, "the kernel library")
+
+
+def find_plugin_library(build_dir: Path | None = None) -> Path:
+    return _find(
+        PLUGIN_LIBRARY,
+        build_dir,
+        "the TensorRT plugin library (built only where TensorRT headers are found)",
+    )
