@@ -1,0 +1,61 @@
+"""FastAPI dependencies: everything a route needs comes from `app.state`, never from module globals."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from vitrt.serve.config import ServerConfig
+from vitrt.serve.errors import ServiceUnavailableError, UnauthorizedError
+from vitrt.serve.metrics import ServerMetrics
+from vitrt.serve.model import ServedModel
+from vitrt.serve.repository import ModelRepository
+
+
+def get_config(request: Request) -> ServerConfig:
+    return request.app.state.config
+
+
+def get_metrics(request: Request) -> ServerMetrics:
+    return request.app.state.metrics
+
+
+def get_repository(request: Request) -> ModelRepository:
+    repository = getattr(request.app.state, "repository", None)
+    if repository is None:
+        raise ServiceUnavailableError("the server is still loading its models")
+    return repository
+
+
+def get_request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
+ConfigDep = Annotated[ServerConfig, Depends(get_config)]
+MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+
+def get_model(request: Request, model_name: str, repository: RepositoryDep) -> ServedModel:
+    """The model named in the path; routes under `/versions/{model_version}` also check the version."""
+    return repository.get(model_name, request.path_params.get("model_version"))
+
+
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+
+
+def require_api_key(request: Request, config: ConfigDep) -> None:
+    """Accept `Authorization: Bearer <key>` or `X-API-Key: <key>` when the server has a key."""
+    if config.api_key is None:
+        return
+    supplied = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if supplied is None and scheme.lower() == "bearer":
+        supplied = credentials.strip()
+    expected = config.api_key.get_secret_value().encode()
+    if not supplied or not secrets.compare_digest(supplied.encode(), expected):
+        raise UnauthorizedError("missing or invalid API key (send 'Authorization: Bearer <key>' or 'X-API-Key: <key>')")
