@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +78,18 @@ def export_with_metadata(model, path: Path, metadata: ModelMetadata = TINY_METAD
 
     example = torch.zeros(batch or 2, *metadata.input_size)
     dynamic = None if batch else {"input": {0: "batch"}, "logits": {0: "batch"}}
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes=dynamic,
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: 10x faster for a tiny MLP
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()

@@ -512,3 +512,9 @@ def test_web_page_and_assets(server):
     assert 'id="file"' in page.text and 'id="api-key"' in page.text and "/static/app.js" in page.text
     script = httpx.get(f"{server.url}/static/app.js")
     assert script.status_code == 200 and "/v1/models/" in script.text
+
+
+def test_streamed_body_over_the_limit_is_refused(client):
+    chunks = (b"x" * (512 * 1024) for _ in range(5))  # chunked transfer encoding: no Content-Length to check up front
+    response = client.post("/v2/models/digits/infer", content=chunks)
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
