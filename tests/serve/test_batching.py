@@ -12,7 +12,7 @@ from serve_support import LOOKUP_TABLE, build_arith
 
 from vitrt.engines import load
 from vitrt.serve.batching import DynamicBatcher, ExecutionRecord
-from vitrt.serve.errors import InferenceFailedError, ServiceUnavailableError
+from vitrt.serve.errors import InferenceFailedError, InvalidRequestError, ServiceUnavailableError
 
 
 def _arith_feeds(n: int, width: int = 16, start: float = 0.0):
@@ -122,6 +122,8 @@ def test_full_queue_refuses_with_503_and_stop_drains_what_was_queued(arith_backe
         assert batcher.queue_depth == 2
         with pytest.raises(ServiceUnavailableError, match="queue is full"):
             await batcher.infer(_arith_feeds(1), ["OUTPUT0"], 60.0)
+        with pytest.raises(InvalidRequestError, match="a batch of 24 needs 3 executions"):
+            await batcher.infer(_arith_feeds(24), ["OUTPUT0"], 60.0)
         started = time.perf_counter()
         await batcher.stop(timeout_s=10.0)  # must not wait for the 30 s queue delay
         drained_in = time.perf_counter() - started

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitrt.engines.base import InferenceBackend
-from vitrt.serve.errors import InferenceFailedError, ServiceUnavailableError
+from vitrt.serve.errors import InferenceFailedError, InvalidRequestError, ServiceUnavailableError
 
 log = logging.getLogger("vitrt.serve.batching")
 
@@ -170,6 +170,11 @@ class DynamicBatcher:
             raise ServiceUnavailableError(f"model {self.name!r} is not accepting requests (shutting down)")
         total = int(next(iter(feeds.values())).shape[0])
         chunks = math.ceil(total / self.max_batch_size)
+        if chunks > self.max_queue_size:
+            raise InvalidRequestError(
+                f"a batch of {total} needs {chunks} executions of at most {self.max_batch_size}, more than model "
+                f"{self.name!r} queues ({self.max_queue_size}); send smaller requests"
+            )
         if len(self._pending) + chunks > self.max_queue_size:
             raise ServiceUnavailableError(
                 f"model {self.name!r} queue is full ({self.max_queue_size} requests waiting); retry later"

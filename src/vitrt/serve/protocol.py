@@ -197,7 +197,7 @@ def _json_tensor(item: RequestInput, dtype: np.dtype) -> np.ndarray:
     try:
         values = np.array(item.data)
     except (ValueError, TypeError):
-        raise InvalidRequestError(f"input {name!r}: 'data' is a ragged nested list") from None
+        raise InvalidRequestError(f"input {name!r}: 'data' is a ragged or too deeply nested list") from None
     kind = values.dtype.kind
     if values.size == 0:
         kind = dtype.kind  # an empty list has no element type to check

@@ -1,0 +1,425 @@
+"""Load test of `vitrt serve` on loopback: throughput and latency with dynamic batching on and off.
+
+    python benchmarks/serve_load.py                       # a vitrt demo model if the exporter is available
+    python benchmarks/serve_load.py --artifact model.onnx # any single-input ONNX model
+    python benchmarks/serve_load.py --quick               # shorter points, for a smoke run
+
+For each mode (batching on: max batch 32 with a 2 ms queue delay; batching off: max batch 1) it starts a real server
+process on 127.0.0.1, then drives it with closed-loop clients at concurrency 1, 4, 16 and 64. Each client owns one
+keep-alive connection and sends KServe v2 infer requests with the input as a Triton binary tensor. Every point has a
+warm-up phase and a measured phase of fixed length, and a hard cap on requests, so the run always stops by itself.
+
+The load generator is a minimal asyncio HTTP/1.1 client: on a 2-core machine every microsecond it spends is taken
+from the server, so it sends pre-built request bytes and parses only the status line and Content-Length.
+
+"Lost" requests are those sent without an answer, and any difference between the successes the clients saw and the
+successes the server counted (`nv_inference_request_success`). Server overhead is the p50 latency at concurrency 1
+minus the p50 of the bare backend call (same ONNX Runtime backend, in-process, batch 1).
+
+Writes benchmarks/results/serve_load.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_NAME = "bench"
+CONCURRENCY = (1, 4, 16, 64)
+MODES = {
+    "batching": {"max_batch": 32, "max_queue_delay_ms": 2.0},
+    "no_batching": {"max_batch": 1, "max_queue_delay_ms": 0.0},
+}
+
+
+# ---- the model under test -------------------------------------------------------------------------------------
+
+
+def prepare_artifact(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
+    if args.artifact:
+        return Path(args.artifact), f"user artifact {Path(args.artifact).name}"
+    try:
+        from vitrt.export import export_zoo_model
+    except ImportError:
+        return _timm_stand_in(workdir / "vit_stand_in.onnx"), (
+            "stand-in: timm VisionTransformer 32x32, patch 4, dim 64, depth 4, 2 heads (~0.2 M parameters, the size "
+            "of the vitrt *_digits demo models), random weights; vitrt.export is not available in this checkout"
+        )
+    path = workdir / f"{args.zoo_model}.onnx"
+    export_zoo_model(args.zoo_model, path)
+    return path, f"vitrt zoo model {args.zoo_model} (trained demo weights), exported by vitrt.export"
+
+
+def _timm_stand_in(path: Path) -> Path:
+    import onnx
+    import timm.layers
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    from vitrt.metadata import ModelMetadata
+
+    timm.layers.set_fused_attn(False)
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.0, num_classes=10
+    ).eval()
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, 3, 32, 32),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    metadata = ModelMetadata(model="vit_stand_in", family="deit", input_size=(3, 32, 32), num_classes=10)
+    for key, value in metadata.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    return path
+
+
+def bare_backend_latency(artifact: Path, seconds: float) -> dict:
+    """p50 of `backend.run` at batch 1 (and per-sample cost at batch 32, the headroom batching can use)."""
+    from vitrt.engines import load
+
+    backend = load(artifact)
+    spec = backend.inputs[0]
+    result = {}
+    for batch in (1, 32):
+        feeds = {spec.name: np.random.default_rng(0).standard_normal((batch, *spec.static_shape)).astype(spec.dtype)}
+        for _ in range(20):
+            backend.run(feeds)
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline and len(times) < 20000:
+            start = time.perf_counter()
+            backend.run(feeds)
+            times.append(time.perf_counter() - start)
+        result[f"batch{batch}_p50_ms"] = round(float(np.median(times)) * 1000, 4)
+        result[f"batch{batch}_runs"] = len(times)
+    result["batch32_per_sample_ms"] = round(result["batch32_p50_ms"] / 32, 4)
+    backend.close()
+    return result
+
+
+# ---- server process -------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(artifact: Path, mode: dict, port: int, log_path: Path) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "vitrt", "serve", str(artifact), "--name", MODEL_NAME, "--backend", "onnxruntime",
+        "--host", "127.0.0.1", "--port", str(port), "--max-batch", str(mode["max_batch"]),
+        "--max-queue-delay-ms", str(mode["max_queue_delay_ms"]), "--queue-size", "1024", "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("VITRT_API_KEY", None)
+    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-2000:]}")
+        try:
+            status, _ = asyncio.run(_one_shot(port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"))
+            if status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server not ready after 120 s")
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def server_successes(port: int) -> float:
+    _, body = asyncio.run(_one_shot(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+    for line in body.decode().splitlines():
+        if line.startswith("nv_inference_request_success{") and f'model="{MODEL_NAME}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise RuntimeError("nv_inference_request_success not found in /metrics")
+
+
+# ---- load generator -------------------------------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends pre-built requests and reads status + body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length)
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _one_shot(port: int, request: bytes) -> tuple[int, bytes]:
+    connection = await Connection.open(port)
+    try:
+        return await connection.send(request)
+    finally:
+        connection.close()
+
+
+def infer_request(artifact: Path) -> bytes:
+    from vitrt.engines import load
+
+    spec = load(artifact).inputs[0]
+    x = np.random.default_rng(1).standard_normal((1, *spec.static_shape)).astype(np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": spec.name,
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    body = header + x.tobytes()
+    head = (
+        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {len(header)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def run_point(port: int, request: bytes, concurrency: int, warmup_s: float, measure_s: float, cap: int) -> dict:
+    connections = [await Connection.open(port) for _ in range(concurrency)]
+    latencies: list[float] = []
+    counts = {"sent": 0, "ok": 0, "failed": 0, "errors": 0}
+    start = time.perf_counter()
+    measure_from = start + warmup_s
+    stop_at = measure_from + measure_s
+
+    async def client(connection: Connection) -> None:
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at or len(latencies) >= cap:
+                return
+            counts["sent"] += 1
+            try:
+                status, _ = await asyncio.wait_for(connection.send(request), timeout=30)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                counts["errors"] += 1
+                return
+            done = time.perf_counter()
+            if status == 200:
+                counts["ok"] += 1
+            else:
+                counts["failed"] += 1
+            if now >= measure_from:
+                latencies.append(done - now)
+
+    await asyncio.gather(*(client(c) for c in connections))
+    elapsed = min(time.perf_counter(), stop_at) - measure_from
+    for connection in connections:
+        connection.close()
+    ms = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "measured_requests": len(latencies),
+        "throughput_rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "sent": counts["sent"],
+        "ok": counts["ok"],
+        "failed": counts["failed"],
+        "lost": counts["errors"],
+    }
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+
+def environment() -> dict:
+    import fastapi
+    import onnxruntime
+    import uvicorn
+
+    from vitrt import __version__
+
+    load = os.getloadavg()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(v, 2) for v in load],
+        "python": platform.python_version(),
+        "vitrt": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    bare = report["bare_backend"]
+    lines = [
+        "# vitrt serve: load benchmark",
+        "",
+        f"{env['date']}, {env['cpus']} CPUs ({env['processor']}), load average at start "
+        f"{env['load_average_at_start'][0]}; vitrt {env['vitrt']}, onnxruntime {env['onnxruntime']}, "
+        f"fastapi {env['fastapi']}, uvicorn {env['uvicorn']}, Python {env['python']}.",
+        "",
+        f"Model: {report['model']}. Requests: KServe v2 infer, batch 1, input as a Triton binary tensor; "
+        f"server and load generator share the machine (loopback). Each point: {report['warmup_s']} s warm-up, "
+        f"{report['measure_s']} s measured, closed-loop clients with one keep-alive connection each.",
+        "",
+        f"Bare backend (`backend.run`, in-process): batch 1 p50 {bare['batch1_p50_ms']} ms; batch 32 p50 "
+        f"{bare['batch32_p50_ms']} ms = {bare['batch32_per_sample_ms']} ms per sample.",
+        "",
+        "| mode | concurrency | throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | requests | failed | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, points in report["modes"].items():
+        settings = report["settings"][mode]
+        label = f"{mode} (max batch {settings['max_batch']}, delay {settings['max_queue_delay_ms']} ms)"
+        for p in points["points"]:
+            lines.append(
+                f"| {label} | {p['concurrency']} | {p['throughput_rps']} | {p['p50_ms']} | {p['p90_ms']} | "
+                f"{p['p99_ms']} | {p['measured_requests']} | {p['failed']} | {p['lost']} |"
+            )
+    summary = report["summary"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        f"* Throughput at concurrency 16, batching / no batching: **{summary['speedup_c16']}x** (target >= 2x): "
+        f"{'met' if summary['speedup_c16_met'] else 'NOT met'}.",
+        f"* Server overhead at concurrency 1, p50 minus bare backend p50: **{summary['overhead_c1_no_batching_ms']} ms** "
+        f"without batching, {summary['overhead_c1_batching_ms']} ms with batching (which includes waiting up to the "
+        f"{report['settings']['batching']['max_queue_delay_ms']} ms queue delay for company that never comes) "
+        f"(target <= 2 ms without batching): {'met' if summary['overhead_met'] else 'NOT met'}.",
+        f"* Failed or lost requests: **{summary['failed_or_lost']}** (server-side success count matches the "
+        f"clients': {summary['server_counts_match']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--artifact", help="ONNX file to serve (default: a vitrt demo model or a stand-in)")
+    parser.add_argument("--zoo-model", default="agent_digits", help="zoo model exported when vitrt.export exists")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per point")
+    parser.add_argument("--measure", type=float, default=5.0, help="measured seconds per point")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on measured requests per point")
+    parser.add_argument("--quick", action="store_true", help="0.5 s warm-up, 2 s measured")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.warmup, args.measure = 0.5, 2.0
+
+    with tempfile.TemporaryDirectory(prefix="vitrt-serve-load-") as tmp:
+        workdir = Path(tmp)
+        report: dict = {"environment": environment()}
+        artifact, description = prepare_artifact(args, workdir)
+        report.update(model=description, warmup_s=args.warmup, measure_s=args.measure, settings=MODES, modes={})
+        report["bare_backend"] = bare_backend_latency(artifact, seconds=2.0)
+        print(f"bare backend: {report['bare_backend']}", flush=True)
+        request = infer_request(artifact)
+        for mode, settings in MODES.items():
+            port = free_port()
+            process = start_server(artifact, settings, port, workdir / f"{mode}.log")
+            try:
+                before = server_successes(port)
+                points = []
+                for concurrency in CONCURRENCY:
+                    point = asyncio.run(
+                        run_point(port, request, concurrency, args.warmup, args.measure, args.max_requests)
+                    )
+                    points.append(point)
+                    print(f"{mode} c={concurrency}: {point}", flush=True)
+                counted = server_successes(port) - before
+            finally:
+                code = stop_server(process)
+            client_ok = sum(p["ok"] for p in points)
+            report["modes"][mode] = {
+                "points": points,
+                "client_successes": client_ok,
+                "server_successes": counted,
+                "server_exit_code": code,
+            }
+        by_mode = {m: {p["concurrency"]: p for p in r["points"]} for m, r in report["modes"].items()}
+        bare = report["bare_backend"]["batch1_p50_ms"]
+        speedup = by_mode["batching"][16]["throughput_rps"] / by_mode["no_batching"][16]["throughput_rps"]
+        overhead_off = by_mode["no_batching"][1]["p50_ms"] - bare
+        overhead_on = by_mode["batching"][1]["p50_ms"] - bare
+        failed_or_lost = sum(p["failed"] + p["lost"] for r in report["modes"].values() for p in r["points"])
+        counts_match = all(r["client_successes"] == r["server_successes"] for r in report["modes"].values())
+        report["summary"] = {
+            "speedup_c16": round(speedup, 2),
+            "speedup_c16_met": speedup >= 2.0,
+            "overhead_c1_no_batching_ms": round(overhead_off, 3),
+            "overhead_c1_batching_ms": round(overhead_on, 3),
+            "overhead_met": overhead_off <= 2.0,
+            "failed_or_lost": failed_or_lost,
+            "server_counts_match": counts_match,
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "serve_load.md").write_text(markdown(report))
+    print(markdown(report))
+    if failed_or_lost or not counts_match:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
