@@ -343,8 +343,8 @@ def markdown(report: dict) -> str:
         "",
         f"* Throughput at concurrency 16, batching / no batching: **{summary['speedup_c16']}x** (target >= 2x): "
         f"{'met' if summary['speedup_c16_met'] else 'NOT met'}.",
-        f"* Server overhead at concurrency 1, p50 minus bare backend p50: **{summary['overhead_c1_no_batching_ms']} ms** "
-        f"without batching, {summary['overhead_c1_batching_ms']} ms with batching (which includes waiting up to the "
+        "* Server overhead at concurrency 1, p50 minus bare backend p50: "
+        f"**{summary['overhead_c1_no_batching_ms']} ms** without batching, {summary['overhead_c1_batching_ms']} ms with batching (which includes waiting up to the "
         f"{report['settings']['batching']['max_queue_delay_ms']} ms queue delay for company that never comes) "
         f"(target <= 2 ms without batching): {'met' if summary['overhead_met'] else 'NOT met'}.",
         f"* Failed or lost requests: **{summary['failed_or_lost']}** (server-side success count matches the "
