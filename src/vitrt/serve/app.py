@@ -64,6 +64,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
     app.state.config = config
     app.state.metrics = ServerMetrics(lambda: getattr(app.state, "repository", None) or [])
 
+    app.include_router(kserve.inference)
     app.include_router(kserve.health)
     app.include_router(kserve.router)
     app.include_router(classify.router)

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: everything a route needs comes from `app.state`, never from module globals."""
+"""FastAPI dependencies: everything a route needs comes from `app.state`, never from module globals.
+
+All are `async def`: FastAPI runs plain `def` dependencies in a worker thread, a hop that costs more than the
+dependency itself on every request.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +18,22 @@ from vitrt.serve.model import ServedModel
 from vitrt.serve.repository import ModelRepository
 
 
-def get_config(request: Request) -> ServerConfig:
+async def get_config(request: Request) -> ServerConfig:
     return request.app.state.config
 
 
-def get_metrics(request: Request) -> ServerMetrics:
+async def get_metrics(request: Request) -> ServerMetrics:
     return request.app.state.metrics
 
 
-def get_repository(request: Request) -> ModelRepository:
+async def get_repository(request: Request) -> ModelRepository:
     repository = getattr(request.app.state, "repository", None)
     if repository is None:
         raise ServiceUnavailableError("the server is still loading its models")
     return repository
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
 
 
@@ -39,7 +43,7 @@ MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
-def get_model(request: Request, model_name: str, repository: RepositoryDep) -> ServedModel:
+async def get_model(request: Request, model_name: str, repository: RepositoryDep) -> ServedModel:
     """The model named in the path; routes under `/versions/{model_version}` also check the version."""
     return repository.get(model_name, request.path_params.get("model_version"))
 
@@ -47,7 +51,7 @@ def get_model(request: Request, model_name: str, repository: RepositoryDep) -> S
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-def require_api_key(request: Request, config: ConfigDep) -> None:
+async def require_api_key(request: Request, config: ConfigDep) -> None:
     """Accept `Authorization: Bearer <key>` or `X-API-Key: <key>` when the server has a key."""
     if config.api_key is None:
         return
