@@ -104,7 +104,9 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
     """An artifact path goes straight to the loader; a zoo model name is exported to ONNX first (or handed to the
     torch backend as is)."""
     if loader is None:
-        from vitrt.engines import load as loader
+        from vitrt.engines import load
+
+        loader = load
     options: dict[str, Any] = dict(config.backend_options)
     artifact = Path(config.artifact).expanduser()
     try:
