@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from vitrt import __version__
-from vitrt.serve.dependencies import ConfigDep, ModelDep, RepositoryDep, RequestIdDep, require_api_key
+from vitrt.serve.config import ServerConfig
+from vitrt.serve.dependencies import ModelDep, RepositoryDep, request_id_of, require_api_key
 from vitrt.serve.errors import InvalidRequestError, PayloadTooLargeError, ServeError, UnsupportedMediaTypeError
 from vitrt.serve.protocol import HEADER_LENGTH, decode_request, encode_response, parse_json
 from vitrt.serve.schemas import (
@@ -148,13 +149,9 @@ _INFER_DOC = {
     summary="Inference (JSON tensors or Triton binary tensors)",
     openapi_extra=_INFER_DOC,
 )
-async def infer(
-    request: Request,
-    model: ModelDep,
-    config: ConfigDep,
-    request_id: RequestIdDep,
-) -> Response:
+async def infer(request: Request, model: ModelDep) -> Response:
     started = time.perf_counter()
+    config: ServerConfig = request.app.state.config
     try:
         body = _decompress(await request.body(), request.headers.get("content-encoding"), config.max_body_bytes)
         decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
@@ -168,7 +165,7 @@ async def infer(
         chosen = [(name, result.outputs[name], decoded.binary_output) for name in model.outputs]
     else:
         chosen = [(out.name, result.outputs[out.name], out.binary) for out in decoded.outputs]
-    encoded = encode_response(model.name, model.version, decoded.id or request_id, chosen)
+    encoded = encode_response(model.name, model.version, decoded.id or request_id_of(request), chosen)
     headers = {}
     media_type = "application/json"
     if encoded.header_length is not None:
