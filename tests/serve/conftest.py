@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 from pathlib import Path
 
@@ -14,6 +15,9 @@ API_KEY = "test-key-7d1f"
 CORS_ORIGIN = "http://allowed.example"
 MAX_BODY = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 1_000_000
+# The circulant-attention demo model, served by zoo name (exported by vitrt.export at server start-up).
+DEMO_MODEL = "ca_digits"
+HAVE_EXPORTER = importlib.util.find_spec("vitrt.export") is not None
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +44,9 @@ def lookup_onnx(model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tiny_digits, arith_onnx, lookup_onnx, model_dir, tmp_path_factory):
-    """One `vitrt serve --config` process for the whole session: API key, CORS, a 2 MiB body limit, and models
-    with different batching set-ups (including a tiny queue that fills up)."""
+    """One `vitrt serve --config` process for the whole session: API key, CORS, a 2 MiB body limit, models with
+    different batching set-ups (including a tiny queue that fills up) and, where vitrt.export exists, a real demo
+    model given by its zoo name."""
     config = {
         "max_body_bytes": MAX_BODY,
         "cors_origins": [CORS_ORIGIN],
@@ -60,6 +65,8 @@ def server(tiny_digits, arith_onnx, lookup_onnx, model_dir, tmp_path_factory):
             {"name": "lookup", "artifact": str(lookup_onnx), "max_batch_size": 4},
         ],
     }
+    if HAVE_EXPORTER:
+        config["models"].append({"name": "demo", "artifact": DEMO_MODEL, "max_batch_size": 8})
     path = model_dir / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     log_path = tmp_path_factory.mktemp("serve-logs") / "server.log"

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import API_KEY, CORS_ORIGIN, MAX_BODY
+from conftest import API_KEY, CORS_ORIGIN, DEMO_MODEL, HAVE_EXPORTER, MAX_BODY
 from PIL import Image
 from serve_support import LOOKUP_TABLE, digit_files, metric, scrape, torch_predictions
 from tritonclient.utils import InferenceServerException
@@ -209,6 +209,24 @@ def test_classify_predictions_equal_pytorch(client, tiny_digits, tmp_path, fmt):
     assert len(single.json()["results"][0]["top_k"]) == 5
     accuracy = np.mean([g == label for g, (_, label) in zip(got, files, strict=True)])
     assert accuracy > 0.7  # a meaningful model, not just equal noise
+
+
+@pytest.mark.skipif(not HAVE_EXPORTER, reason="vitrt.export is not in this checkout, so no demo model can be exported")
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_demo_model_served_by_zoo_name_classifies_like_pytorch(client, tmp_path, fmt):
+    from vitrt.models import create_model
+
+    model = create_model(DEMO_MODEL).eval()
+    files = digit_files(tmp_path, 32, fmt)
+    expected = torch_predictions(model, [path for path, _ in files], model.vitrt_metadata)
+    multipart = [("file", (p.name, p.read_bytes(), f"image/{fmt}")) for p, _ in files]
+    response = client.post("/v1/models/demo/classify", files=multipart)
+    assert response.status_code == 200, response.text
+    got = [int(result["top_k"][0]["label"]) for result in response.json()["results"]]
+    assert got == expected
+    assert np.mean([g == label for g, (_, label) in zip(got, files, strict=True)]) > 0.9
+    metadata = client.get("/v2/models/demo").json()
+    assert metadata["inputs"][0]["shape"] == [-1, *model.vitrt_metadata.input_size]
 
 
 def test_classify_base64_json_and_data_urls(client, tiny_digits, tmp_path):
