@@ -4,11 +4,12 @@
     python benchmarks/serve_load.py --artifact model.onnx # any single-input ONNX model
     python benchmarks/serve_load.py --quick               # shorter points, for a smoke run
 
-For each mode (batching: max batch 32, greedy, i.e. no queue delay; batching with a 2 ms queue delay; no batching:
-max batch 1) it starts a real server process on 127.0.0.1, then drives it with closed-loop clients at concurrency
-1, 4, 16 and 64. Each client owns one keep-alive connection and sends KServe v2 infer requests with the input as a
-Triton binary tensor. Every point has a warm-up phase and a measured phase of fixed length, and a hard cap on
-requests, so the run always stops by itself.
+Three servers run side by side on 127.0.0.1, one per mode: batching (max batch 32, greedy: no queue delay),
+batching with a 2 ms queue delay, and no batching (max batch 1). Closed-loop clients drive them at concurrency 1,
+4, 16 and 64; each client owns one keep-alive connection and sends KServe v2 infer requests with the input as a
+Triton binary tensor. The modes are measured in interleaved slices (rotating order, several rounds), so load from
+other work on the machine hits every mode alike. Every slice has a warm-up, a fixed length and a request cap, so
+the run always stops by itself.
 
 The load generator is a minimal asyncio HTTP/1.1 client: on a 2-core machine every microsecond it spends is taken
 from the server, so it sends pre-built request bytes and parses only the status line and Content-Length.
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,28 +100,30 @@ def _plain_export(name: str, path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def bare_backend_latency(artifact: Path, seconds: float) -> dict:
-    """p50 of `backend.run` at batch 1 (and per-sample cost at batch 32, the headroom batching can use)."""
-    from vitrt.engines import load
+class BareBackend:
+    """The same ONNX Runtime backend the server uses, called in-process: the floor for server latency."""
 
-    backend = load(artifact)
-    spec = backend.inputs[0]
-    result = {}
-    for batch in (1, 32):
-        feeds = {spec.name: np.random.default_rng(0).standard_normal((batch, *spec.static_shape)).astype(spec.dtype)}
-        for _ in range(20):
-            backend.run(feeds)
+    def __init__(self, artifact: Path) -> None:
+        from vitrt.engines import load
+
+        self.backend = load(artifact)
+        spec = self.backend.inputs[0]
+        rng = np.random.default_rng(0)
+        self.feeds = {
+            batch: {spec.name: rng.standard_normal((batch, *spec.static_shape)).astype(spec.dtype)} for batch in (1, 32)
+        }
+        for feeds in self.feeds.values():
+            for _ in range(10):
+                self.backend.run(feeds)
+
+    def slice(self, batch: int, seconds: float) -> list[float]:
         times = []
         deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline and len(times) < 20000:
+        while time.perf_counter() < deadline:
             start = time.perf_counter()
-            backend.run(feeds)
+            self.backend.run(self.feeds[batch])
             times.append(time.perf_counter() - start)
-        result[f"batch{batch}_p50_ms"] = round(float(np.median(times)) * 1000, 4)
-        result[f"batch{batch}_runs"] = len(times)
-    result["batch32_per_sample_ms"] = round(result["batch32_p50_ms"] / 32, 4)
-    backend.close()
-    return result
+        return times
 
 
 # ---- server process -------------------------------------------------------------------------------------------
@@ -237,49 +241,65 @@ def infer_request(artifact: Path) -> bytes:
     return head.encode() + body
 
 
-async def run_point(port: int, request: bytes, concurrency: int, warmup_s: float, measure_s: float, cap: int) -> dict:
+@dataclass
+class Slice:
+    """One measured slice of closed-loop load against one server."""
+
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+async def run_slice(port: int, request: bytes, concurrency: int, warmup_s: float, measure_s: float, cap: int) -> Slice:
     connections = [await Connection.open(port) for _ in range(concurrency)]
-    latencies: list[float] = []
-    counts = {"sent": 0, "ok": 0, "failed": 0, "errors": 0}
-    start = time.perf_counter()
-    measure_from = start + warmup_s
+    result = Slice()
+    measure_from = time.perf_counter() + warmup_s
     stop_at = measure_from + measure_s
 
     async def client(connection: Connection) -> None:
         while True:
             now = time.perf_counter()
-            if now >= stop_at or len(latencies) >= cap:
+            if now >= stop_at or len(result.latencies) >= cap:
                 return
-            counts["sent"] += 1
+            result.sent += 1
             try:
                 status, _ = await asyncio.wait_for(connection.send(request), timeout=30)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-                counts["errors"] += 1
+                result.lost += 1
                 return
             done = time.perf_counter()
             if status == 200:
-                counts["ok"] += 1
+                result.ok += 1
             else:
-                counts["failed"] += 1
+                result.failed += 1
             if now >= measure_from:
-                latencies.append(done - now)
+                result.latencies.append(done - now)
 
     await asyncio.gather(*(client(c) for c in connections))
-    elapsed = min(time.perf_counter(), stop_at) - measure_from
+    result.elapsed = min(time.perf_counter(), stop_at) - measure_from
     for connection in connections:
         connection.close()
-    ms = np.array(latencies) * 1000
+    return result
+
+
+def summarize(concurrency: int, slices: list[Slice]) -> dict:
+    latencies = np.array([t for s in slices for t in s.latencies]) * 1000
+    elapsed = sum(s.elapsed for s in slices)
     return {
         "concurrency": concurrency,
         "measured_requests": len(latencies),
+        "measured_s": round(elapsed, 2),
         "throughput_rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p90_ms": round(float(np.percentile(ms, 90)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "sent": counts["sent"],
-        "ok": counts["ok"],
-        "failed": counts["failed"],
-        "lost": counts["errors"],
+        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "p90_ms": round(float(np.percentile(latencies, 90)), 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "sent": sum(s.sent for s in slices),
+        "ok": sum(s.ok for s in slices),
+        "failed": sum(s.failed for s in slices),
+        "lost": sum(s.lost for s in slices),
     }
 
 
@@ -320,8 +340,10 @@ def markdown(report: dict) -> str:
         f"fastapi {env['fastapi']}, uvicorn {env['uvicorn']}, Python {env['python']}.",
         "",
         f"Model: {report['model']}. Requests: KServe v2 infer, batch 1, input as a Triton binary tensor; "
-        f"server and load generator share the machine (loopback). Each point: {report['warmup_s']} s warm-up, "
-        f"{report['measure_s']} s measured, closed-loop clients with one keep-alive connection each.",
+        f"server and load generator share the machine (loopback). Closed-loop clients, one keep-alive connection "
+        f"each. The three servers run side by side and are measured in interleaved slices ({report['rounds']} rounds "
+        f"of {report['slice_s']} s per mode and concurrency, each after {report['warmup_s']} s of warm-up), so "
+        "background load affects every mode alike; the bare backend is measured between the concurrency-1 slices.",
         "",
         f"Bare backend (`backend.run`, in-process): batch 1 p50 {bare['batch1_p50_ms']} ms; batch 32 p50 "
         f"{bare['batch32_p50_ms']} ms = {bare['batch32_per_sample_ms']} ms per sample.",
@@ -366,44 +388,62 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", help="ONNX file to serve (default: a vitrt demo model or a stand-in)")
     parser.add_argument("--zoo-model", default="agent_digits", help="zoo model exported when vitrt.export exists")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per point")
-    parser.add_argument("--measure", type=float, default=5.0, help="measured seconds per point")
-    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on measured requests per point")
-    parser.add_argument("--quick", action="store_true", help="0.5 s warm-up, 2 s measured")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per concurrency")
+    parser.add_argument("--slice", type=float, default=1.0, help="measured seconds per mode and round")
+    parser.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds before each slice")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on measured requests per slice")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     if args.quick:
-        args.warmup, args.measure = 0.5, 2.0
+        args.rounds, args.slice, args.warmup = 2, 0.5, 0.2
 
     with tempfile.TemporaryDirectory(prefix="vitrt-serve-load-") as tmp:
         workdir = Path(tmp)
         report: dict = {"environment": environment()}
         artifact, description = prepare_artifact(args, workdir)
-        report.update(model=description, warmup_s=args.warmup, measure_s=args.measure, settings=MODES, modes={})
-        report["bare_backend"] = bare_backend_latency(artifact, seconds=2.0)
-        print(f"bare backend: {report['bare_backend']}", flush=True)
+        report.update(
+            model=description, rounds=args.rounds, warmup_s=args.warmup, slice_s=args.slice, settings=MODES, modes={}
+        )
+        bare = BareBackend(artifact)
         request = infer_request(artifact)
-        for mode, settings in MODES.items():
-            port = free_port()
-            process = start_server(artifact, settings, port, workdir / f"{mode}.log")
-            try:
-                before = server_successes(port)
-                points = []
-                for concurrency in CONCURRENCY:
-                    point = asyncio.run(
-                        run_point(port, request, concurrency, args.warmup, args.measure, args.max_requests)
-                    )
-                    points.append(point)
-                    print(f"{mode} c={concurrency}: {point}", flush=True)
-                counted = server_successes(port) - before
-            finally:
-                code = stop_server(process)
-            client_ok = sum(p["ok"] for p in points)
+        ports = {mode: free_port() for mode in MODES}
+        servers = {}
+        try:
+            for mode, settings in MODES.items():
+                servers[mode] = start_server(artifact, settings, ports[mode], workdir / f"{mode}.log")
+            before = {mode: server_successes(port) for mode, port in ports.items()}
+            points: dict[str, list[dict]] = {mode: [] for mode in MODES}
+            bare_times: dict[int, list[float]] = {1: [], 32: []}
+            for concurrency in CONCURRENCY:
+                slices: dict[str, list[Slice]] = {mode: [] for mode in MODES}
+                for round_index in range(args.rounds):
+                    shift = round_index % len(MODES)
+                    for mode in list(MODES)[shift:] + list(MODES)[:shift]:
+                        point = run_slice(ports[mode], request, concurrency, args.warmup, args.slice, args.max_requests)
+                        slices[mode].append(asyncio.run(point))
+                    if concurrency == 1:
+                        for batch in bare_times:
+                            bare_times[batch] += bare.slice(batch, args.slice / 2)
+                for mode in MODES:
+                    points[mode].append(summarize(concurrency, slices[mode]))
+                    print(f"{mode} c={concurrency}: {points[mode][-1]}", flush=True)
+            counted = {mode: server_successes(port) - before[mode] for mode, port in ports.items()}
+        finally:
+            codes = {mode: stop_server(process) for mode, process in servers.items()}
+        report["bare_backend"] = {
+            "batch1_p50_ms": round(float(np.median(bare_times[1])) * 1000, 4),
+            "batch1_runs": len(bare_times[1]),
+            "batch32_p50_ms": round(float(np.median(bare_times[32])) * 1000, 4),
+            "batch32_runs": len(bare_times[32]),
+        }
+        report["bare_backend"]["batch32_per_sample_ms"] = round(report["bare_backend"]["batch32_p50_ms"] / 32, 4)
+        for mode in MODES:
             report["modes"][mode] = {
-                "points": points,
-                "client_successes": client_ok,
-                "server_successes": counted,
-                "server_exit_code": code,
+                "points": points[mode],
+                "client_successes": sum(p["ok"] for p in points[mode]),
+                "server_successes": counted[mode],
+                "server_exit_code": codes[mode],
             }
         by_mode = {m: {p["concurrency"]: p for p in r["points"]} for m, r in report["modes"].items()}
         bare = report["bare_backend"]["batch1_p50_ms"]
