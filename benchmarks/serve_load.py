@@ -103,10 +103,10 @@ def _plain_export(name: str, path: Path) -> None:
 class BareBackend:
     """The same ONNX Runtime backend the server uses, called in-process: the floor for server latency."""
 
-    def __init__(self, artifact: Path) -> None:
+    def __init__(self, artifact: Path, threads: int | None) -> None:
         from vitrt.engines import load
 
-        self.backend = load(artifact)
+        self.backend = load(artifact, intra_op_threads=threads)
         spec = self.backend.inputs[0]
         rng = np.random.default_rng(0)
         self.feeds = {
@@ -135,13 +135,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(artifact: Path, mode: dict, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(artifact: Path, mode: dict, port: int, log_path: Path, threads: int | None) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "vitrt", "serve", str(artifact), "--name", MODEL_NAME, "--backend", "onnxruntime",
         "--host", "127.0.0.1", "--port", str(port), "--max-batch", str(mode["max_batch"]),
         "--max-queue-delay-ms", str(mode["max_queue_delay_ms"]), "--queue-size", "1024", "--no-access-log",
         "--log-level", "warning",
     ]  # fmt: skip
+    if threads:
+        command += ["--backend-option", f"intra_op_threads={threads}"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("VITRT_API_KEY", None)
     process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -392,6 +394,12 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=1.0, help="measured seconds per mode and round")
     parser.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds before each slice")
     parser.add_argument("--max-requests", type=int, default=50_000, help="cap on measured requests per slice")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads per server and for the bare backend (0: ORT default)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
@@ -403,15 +411,21 @@ def main() -> None:
         report: dict = {"environment": environment()}
         artifact, description = prepare_artifact(args, workdir)
         report.update(
-            model=description, rounds=args.rounds, warmup_s=args.warmup, slice_s=args.slice, settings=MODES, modes={}
+            model=description,
+            rounds=args.rounds,
+            warmup_s=args.warmup,
+            slice_s=args.slice,
+            intra_op_threads=args.threads or "onnxruntime default",
+            settings=MODES,
+            modes={},
         )
-        bare = BareBackend(artifact)
+        bare = BareBackend(artifact, args.threads)
         request = infer_request(artifact)
         ports = {mode: free_port() for mode in MODES}
         servers = {}
         try:
             for mode, settings in MODES.items():
-                servers[mode] = start_server(artifact, settings, ports[mode], workdir / f"{mode}.log")
+                servers[mode] = start_server(artifact, settings, ports[mode], workdir / f"{mode}.log", args.threads)
             before = {mode: server_successes(port) for mode, port in ports.items()}
             points: dict[str, list[dict]] = {mode: [] for mode in MODES}
             bare_times: dict[int, list[float]] = {1: [], 32: []}

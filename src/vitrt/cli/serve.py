@@ -49,7 +49,7 @@ def serve_command(
     max_batch: Annotated[int | None, typer.Option(help="Largest batch one execution runs (default 8).")] = None,
     max_queue_delay_ms: Annotated[
         float | None,
-        typer.Option(help="How long a queued request waits for others to join its batch (default 2)."),
+        typer.Option(help="How long a queued request waits for others to join its batch (default 0: greedy)."),
     ] = None,
     instances: Annotated[int | None, typer.Option(help="Batches that may run at the same time (default 1).")] = None,
     queue_size: Annotated[int | None, typer.Option(help="Queued requests before answering 503 (default 256).")] = None,

@@ -43,7 +43,11 @@ class ModelConfig(BaseModel):
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     max_batch_size: int = Field(default=8, ge=1, le=4096, description="largest batch one execution runs")
     max_queue_delay_ms: float = Field(
-        default=2.0, ge=0, le=60_000, description="how long the first queued request waits for others to join"
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="how long the oldest queued request waits for others to join (0: dispatch at once; batches "
+        "still form from requests that queue while the previous batch runs)",
     )
     instances: int = Field(default=1, ge=1, le=64, description="batches that may execute at the same time")
     max_queue_size: int = Field(default=256, ge=1, le=1_000_000, description="queued requests before 503")
