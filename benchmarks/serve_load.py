@@ -347,6 +347,18 @@ def markdown(report: dict) -> str:
         f"of {report['slice_s']} s per mode and concurrency, each after {report['warmup_s']} s of warm-up), so "
         "background load affects every mode alike; the bare backend is measured between the concurrency-1 slices.",
         "",
+        *(
+            [
+                f"**Caveat:** the machine was shared with other jobs (load average {env['load_average_at_start'][0]} "
+                f"at start, {report['load_average_at_end'][0]} at end, on {env['cpus']} CPUs). Every wake-up of a "
+                "client, event-loop or inference thread then waits for a time slice, which inflates latencies and "
+                "caps throughput; the interleaved slices keep the comparison between modes fair, not the absolute "
+                "numbers.",
+                "",
+            ]
+            if max(env["load_average_at_start"][0], report["load_average_at_end"][0]) > 0.5 * env["cpus"]
+            else []
+        ),
         f"Bare backend (`backend.run`, in-process): batch 1 p50 {bare['batch1_p50_ms']} ms; batch 32 p50 "
         f"{bare['batch32_p50_ms']} ms = {bare['batch32_per_sample_ms']} ms per sample.",
         "",
@@ -445,6 +457,7 @@ def main() -> None:
             counted = {mode: server_successes(port) - before[mode] for mode, port in ports.items()}
         finally:
             codes = {mode: stop_server(process) for mode, process in servers.items()}
+        report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         report["bare_backend"] = {
             "batch1_p50_ms": round(float(np.median(bare_times[1])) * 1000, 4),
             "batch1_runs": len(bare_times[1]),
