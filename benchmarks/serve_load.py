@@ -4,7 +4,7 @@
     python benchmarks/serve_load.py --artifact model.onnx # any single-input ONNX model
     python benchmarks/serve_load.py --quick               # shorter points, for a smoke run
 
-Three servers run side by side on 127.0.0.1, one per mode: batching (max batch 32, greedy: no queue delay),
+Three servers run side by side on 127.0.0.1, one per mode: batching (max batch 8, greedy: no queue delay),
 batching with a 2 ms queue delay, and no batching (max batch 1). Closed-loop clients drive them at concurrency 1,
 4, 16 and 64; each client owns one keep-alive connection and sends KServe v2 infer requests with the input as a
 Triton binary tensor. The modes are measured in interleaved slices (rotating order, several rounds), so load from
@@ -43,10 +43,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL_NAME = "bench"
+BARE_BATCHES = (1, 4, 8, 16, 32)
 CONCURRENCY = (1, 4, 16, 64)
 MODES = {
-    "batching": {"max_batch": 32, "max_queue_delay_ms": 0.0},
-    "batching_delay_2ms": {"max_batch": 32, "max_queue_delay_ms": 2.0},
+    "batching": {"max_batch": 8, "max_queue_delay_ms": 0.0},
+    "batching_delay_2ms": {"max_batch": 8, "max_queue_delay_ms": 2.0},
     "no_batching": {"max_batch": 1, "max_queue_delay_ms": 0.0},
 }
 
@@ -110,7 +111,8 @@ class BareBackend:
         spec = self.backend.inputs[0]
         rng = np.random.default_rng(0)
         self.feeds = {
-            batch: {spec.name: rng.standard_normal((batch, *spec.static_shape)).astype(spec.dtype)} for batch in (1, 32)
+            batch: {spec.name: rng.standard_normal((batch, *spec.static_shape)).astype(spec.dtype)}
+            for batch in BARE_BATCHES
         }
         for feeds in self.feeds.values():
             for _ in range(10):
@@ -359,8 +361,13 @@ def markdown(report: dict) -> str:
             if max(env["load_average_at_start"][0], report["load_average_at_end"][0]) > 0.5 * env["cpus"]
             else []
         ),
-        f"Bare backend (`backend.run`, in-process): batch 1 p50 {bare['batch1_p50_ms']} ms; batch 32 p50 "
-        f"{bare['batch32_p50_ms']} ms = {bare['batch32_per_sample_ms']} ms per sample.",
+        "Bare backend (`backend.run`, in-process, same thread count): milliseconds per sample by batch size "
+        "(p50 / fastest run, which is least disturbed by other jobs):",
+        "",
+        "| batch | " + " | ".join(str(b) for b in BARE_BATCHES) + " |",
+        "|---|" + "---:|" * len(BARE_BATCHES),
+        "| p50 ms/sample | " + " | ".join(str(bare[f"batch{b}"]["p50_per_sample_ms"]) for b in BARE_BATCHES) + " |",
+        "| min ms/sample | " + " | ".join(str(bare[f"batch{b}"]["min_per_sample_ms"]) for b in BARE_BATCHES) + " |",
         "",
         "| mode | concurrency | throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | requests | failed | lost |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -440,7 +447,7 @@ def main() -> None:
                 servers[mode] = start_server(artifact, settings, ports[mode], workdir / f"{mode}.log", args.threads)
             before = {mode: server_successes(port) for mode, port in ports.items()}
             points: dict[str, list[dict]] = {mode: [] for mode in MODES}
-            bare_times: dict[int, list[float]] = {1: [], 32: []}
+            bare_times: dict[int, list[float]] = {batch: [] for batch in BARE_BATCHES}
             for concurrency in CONCURRENCY:
                 slices: dict[str, list[Slice]] = {mode: [] for mode in MODES}
                 for round_index in range(args.rounds):
@@ -450,7 +457,7 @@ def main() -> None:
                         slices[mode].append(asyncio.run(point))
                     if concurrency == 1:
                         for batch in bare_times:
-                            bare_times[batch] += bare.slice(batch, args.slice / 2)
+                            bare_times[batch] += bare.slice(batch, args.slice / 4)
                 for mode in MODES:
                     points[mode].append(summarize(concurrency, slices[mode]))
                     print(f"{mode} c={concurrency}: {points[mode][-1]}", flush=True)
@@ -459,12 +466,15 @@ def main() -> None:
             codes = {mode: stop_server(process) for mode, process in servers.items()}
         report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         report["bare_backend"] = {
-            "batch1_p50_ms": round(float(np.median(bare_times[1])) * 1000, 4),
-            "batch1_runs": len(bare_times[1]),
-            "batch32_p50_ms": round(float(np.median(bare_times[32])) * 1000, 4),
-            "batch32_runs": len(bare_times[32]),
+            f"batch{batch}": {
+                "runs": len(times),
+                "p50_ms": round(float(np.median(times)) * 1000, 4),
+                "min_ms": round(float(np.min(times)) * 1000, 4),
+                "p50_per_sample_ms": round(float(np.median(times)) * 1000 / batch, 4),
+                "min_per_sample_ms": round(float(np.min(times)) * 1000 / batch, 4),
+            }
+            for batch, times in bare_times.items()
         }
-        report["bare_backend"]["batch32_per_sample_ms"] = round(report["bare_backend"]["batch32_p50_ms"] / 32, 4)
         for mode in MODES:
             report["modes"][mode] = {
                 "points": points[mode],
@@ -473,7 +483,7 @@ def main() -> None:
                 "server_exit_code": codes[mode],
             }
         by_mode = {m: {p["concurrency"]: p for p in r["points"]} for m, r in report["modes"].items()}
-        bare = report["bare_backend"]["batch1_p50_ms"]
+        bare_p50 = report["bare_backend"]["batch1"]["p50_ms"]
         failed_or_lost = sum(p["failed"] + p["lost"] for r in report["modes"].values() for p in r["points"])
         counts_match = all(r["client_successes"] == r["server_successes"] for r in report["modes"].values())
         report["summary"] = {
@@ -482,7 +492,7 @@ def main() -> None:
                 for m in by_mode
                 if m != "no_batching"
             },
-            "overhead_c1_ms": {m: round(by_mode[m][1]["p50_ms"] - bare, 3) for m in by_mode},
+            "overhead_c1_ms": {m: round(by_mode[m][1]["p50_ms"] - bare_p50, 3) for m in by_mode},
             "failed_or_lost": failed_or_lost,
             "server_counts_match": counts_match,
         }
