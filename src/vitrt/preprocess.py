@@ -40,7 +40,9 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> Image.Image:
             return probe.convert("RGB")
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageDecodeError(f"not a readable image ({' '.join(str(err).split())[:120]})") from None
 
 

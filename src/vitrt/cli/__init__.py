@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "vitrt.cli.build",
     "vitrt.cli.parity",
     "vitrt.cli.plugins",
+    "vitrt.cli.serve",
 ]
 
 

@@ -1,0 +1,508 @@
+"""Load test of `vitrt serve` on loopback: throughput and latency with dynamic batching on and off.
+
+    python benchmarks/serve_load.py                       # the agent_digits demo model
+    python benchmarks/serve_load.py --artifact model.onnx # any single-input ONNX model
+    python benchmarks/serve_load.py --quick               # shorter points, for a smoke run
+
+Three servers run side by side on 127.0.0.1, one per mode: batching (max batch 8, greedy: no queue delay),
+batching with a 2 ms queue delay, and no batching (max batch 1). Closed-loop clients drive them at concurrency 1,
+4, 16 and 64; each client owns one keep-alive connection and sends KServe v2 infer requests with the input as a
+Triton binary tensor. The modes are measured in interleaved slices (rotating order, several rounds), so load from
+other work on the machine hits every mode alike. Every slice has a warm-up, a fixed length and a request cap, so
+the run always stops by itself.
+
+The load generator is a minimal asyncio HTTP/1.1 client: on a 2-core machine every microsecond it spends is taken
+from the server, so it sends pre-built request bytes and parses only the status line and Content-Length.
+
+"Lost" requests are those sent without an answer, and any difference between the successes the clients saw and the
+successes the server counted (`nv_inference_request_success`). Server overhead is the p50 latency at concurrency 1
+minus the p50 of the bare backend call (same ONNX Runtime backend, in-process, batch 1).
+
+Writes benchmarks/results/serve_load.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_NAME = "bench"
+BARE_BATCHES = (1, 4, 8, 16, 32)
+CONCURRENCY = (1, 4, 16, 64)
+MODES = {
+    "batching": {"max_batch": 8, "max_queue_delay_ms": 0.0},
+    "batching_delay_2ms": {"max_batch": 8, "max_queue_delay_ms": 2.0},
+    "no_batching": {"max_batch": 1, "max_queue_delay_ms": 0.0},
+}
+
+
+# ---- the model under test -------------------------------------------------------------------------------------
+
+
+def prepare_artifact(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
+    if args.artifact:
+        return Path(args.artifact), f"user artifact {Path(args.artifact).name}"
+    path = workdir / f"{args.zoo_model}.onnx"
+    try:
+        from vitrt.export import export_zoo_model
+    except ImportError:
+        _plain_export(args.zoo_model, path)
+        return path, (
+            f"vitrt demo model {args.zoo_model} (trained weights) exported with plain torch.onnx because vitrt.export "
+            "is not in this checkout: its attention runs as standard ONNX ops, the same graph ONNX Runtime executes "
+            "after inlining the function bodies of vitrt's custom nodes"
+        )
+    export_zoo_model(args.zoo_model, path)
+    return path, f"vitrt demo model {args.zoo_model} (trained weights), exported by vitrt.export"
+
+
+def _plain_export(name: str, path: Path) -> None:
+    import warnings
+
+    import onnx
+    import torch
+
+    from vitrt.models import create_model
+
+    model = create_model(name).eval()
+    metadata = model.vitrt_metadata
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, *metadata.input_size),),
+            str(path),
+            input_names=[metadata.input_name],
+            output_names=[metadata.output_name],
+            dynamic_axes={metadata.input_name: {0: "batch"}, metadata.output_name: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    for key, value in metadata.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+class BareBackend:
+    """The same ONNX Runtime backend the server uses, called in-process: the floor for server latency."""
+
+    def __init__(self, artifact: Path, threads: int | None) -> None:
+        from vitrt.engines import load
+
+        self.backend = load(artifact, intra_op_threads=threads)
+        spec = self.backend.inputs[0]
+        rng = np.random.default_rng(0)
+        self.feeds = {
+            batch: {spec.name: rng.standard_normal((batch, *spec.static_shape)).astype(spec.dtype)}
+            for batch in BARE_BATCHES
+        }
+        for feeds in self.feeds.values():
+            for _ in range(10):
+                self.backend.run(feeds)
+
+    def slice(self, batch: int, seconds: float) -> list[float]:
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            self.backend.run(self.feeds[batch])
+            times.append(time.perf_counter() - start)
+        return times
+
+
+# ---- server process -------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(artifact: Path, mode: dict, port: int, log_path: Path, threads: int | None) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "vitrt", "serve", str(artifact), "--name", MODEL_NAME, "--backend", "onnxruntime",
+        "--host", "127.0.0.1", "--port", str(port), "--max-batch", str(mode["max_batch"]),
+        "--max-queue-delay-ms", str(mode["max_queue_delay_ms"]), "--queue-size", "1024", "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    if threads:
+        command += ["--backend-option", f"intra_op_threads={threads}"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("VITRT_API_KEY", None)
+    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-2000:]}")
+        try:
+            status, _ = asyncio.run(_one_shot(port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"))
+            if status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server not ready after 120 s")
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def server_successes(port: int) -> float:
+    _, body = asyncio.run(_one_shot(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+    for line in body.decode().splitlines():
+        if line.startswith("nv_inference_request_success{") and f'model="{MODEL_NAME}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise RuntimeError("nv_inference_request_success not found in /metrics")
+
+
+# ---- load generator -------------------------------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends pre-built requests and reads status + body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length)
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _one_shot(port: int, request: bytes) -> tuple[int, bytes]:
+    connection = await Connection.open(port)
+    try:
+        return await connection.send(request)
+    finally:
+        connection.close()
+
+
+def infer_request(artifact: Path) -> bytes:
+    from vitrt.engines import load
+
+    spec = load(artifact).inputs[0]
+    x = np.random.default_rng(1).standard_normal((1, *spec.static_shape)).astype(np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": spec.name,
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    body = header + x.tobytes()
+    head = (
+        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {len(header)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@dataclass
+class Slice:
+    """One measured slice of closed-loop load against one server."""
+
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+async def run_slice(port: int, request: bytes, concurrency: int, warmup_s: float, measure_s: float, cap: int) -> Slice:
+    connections = [await Connection.open(port) for _ in range(concurrency)]
+    result = Slice()
+    measure_from = time.perf_counter() + warmup_s
+    stop_at = measure_from + measure_s
+
+    async def client(connection: Connection) -> None:
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at or len(result.latencies) >= cap:
+                return
+            result.sent += 1
+            try:
+                status, _ = await asyncio.wait_for(connection.send(request), timeout=30)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                result.lost += 1
+                return
+            done = time.perf_counter()
+            if status == 200:
+                result.ok += 1
+            else:
+                result.failed += 1
+            if now >= measure_from:
+                result.latencies.append(done - now)
+
+    await asyncio.gather(*(client(c) for c in connections))
+    result.elapsed = min(time.perf_counter(), stop_at) - measure_from
+    for connection in connections:
+        connection.close()
+    return result
+
+
+def summarize(concurrency: int, slices: list[Slice]) -> dict:
+    latencies = np.array([t for s in slices for t in s.latencies]) * 1000
+    elapsed = sum(s.elapsed for s in slices)
+    return {
+        "concurrency": concurrency,
+        "measured_requests": len(latencies),
+        "measured_s": round(elapsed, 2),
+        "throughput_rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "p90_ms": round(float(np.percentile(latencies, 90)), 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "sent": sum(s.sent for s in slices),
+        "ok": sum(s.ok for s in slices),
+        "failed": sum(s.failed for s in slices),
+        "lost": sum(s.lost for s in slices),
+    }
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+
+def environment() -> dict:
+    import fastapi
+    import onnxruntime
+    import uvicorn
+
+    from vitrt import __version__
+
+    load = os.getloadavg()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(v, 2) for v in load],
+        "python": platform.python_version(),
+        "vitrt": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    bare = report["bare_backend"]
+    lines = [
+        "# vitrt serve: load benchmark",
+        "",
+        f"{env['date']}, {env['cpus']} CPUs ({env['processor']}), load average at start "
+        f"{env['load_average_at_start'][0]}; vitrt {env['vitrt']}, onnxruntime {env['onnxruntime']}, "
+        f"fastapi {env['fastapi']}, uvicorn {env['uvicorn']}, Python {env['python']}.",
+        "",
+        f"Model: {report['model']}. Requests: KServe v2 infer, batch 1, input as a Triton binary tensor; "
+        f"server and load generator share the machine (loopback). Closed-loop clients, one keep-alive connection "
+        f"each. The three servers run side by side and are measured in interleaved slices ({report['rounds']} rounds "
+        f"of {report['slice_s']} s per mode and concurrency, each after {report['warmup_s']} s of warm-up), so "
+        "background load affects every mode alike; the bare backend is measured between the concurrency-1 slices.",
+        "",
+        *(
+            [
+                f"**Caveat:** the machine was shared with other jobs (load average {env['load_average_at_start'][0]} "
+                f"at start, {report['load_average_at_end'][0]} at end, on {env['cpus']} CPUs). Every wake-up of a "
+                "client, event-loop or inference thread then waits for a time slice, which inflates latencies and "
+                "caps throughput; the interleaved slices keep the comparison between modes fair, not the absolute "
+                "numbers.",
+                "",
+            ]
+            if max(env["load_average_at_start"][0], report["load_average_at_end"][0]) > 0.5 * env["cpus"]
+            else []
+        ),
+        "Bare backend (`backend.run`, in-process, same thread count): milliseconds per sample by batch size "
+        "(p50 / fastest run, which is least disturbed by other jobs):",
+        "",
+        "| batch | " + " | ".join(str(b) for b in BARE_BATCHES) + " |",
+        "|---|" + "---:|" * len(BARE_BATCHES),
+        "| p50 ms/sample | " + " | ".join(str(bare[f"batch{b}"]["p50_per_sample_ms"]) for b in BARE_BATCHES) + " |",
+        "| min ms/sample | " + " | ".join(str(bare[f"batch{b}"]["min_per_sample_ms"]) for b in BARE_BATCHES) + " |",
+        "",
+        "| mode | concurrency | throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | requests | failed | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, points in report["modes"].items():
+        settings = report["settings"][mode]
+        label = f"{mode} (max batch {settings['max_batch']}, delay {settings['max_queue_delay_ms']} ms)"
+        for p in points["points"]:
+            lines.append(
+                f"| {label} | {p['concurrency']} | {p['throughput_rps']} | {p['p50_ms']} | {p['p90_ms']} | "
+                f"{p['p99_ms']} | {p['measured_requests']} | {p['failed']} | {p['lost']} |"
+            )
+    summary = report["summary"]
+    lines += ["", "## Targets", ""]
+    for mode, ratio in summary["speedup_c16"].items():
+        lines.append(
+            f"* Throughput at concurrency 16, {mode} / no_batching: **{ratio}x** (target >= 2x): "
+            f"{'met' if ratio >= 2.0 else 'NOT met'}."
+        )
+    for mode, overhead in summary["overhead_c1_ms"].items():
+        delay = report["settings"][mode]["max_queue_delay_ms"]
+        target = (
+            "target <= 2 ms: " + ("met" if overhead <= 2.0 else "NOT met")
+            if delay == 0
+            else (f"includes waiting up to the {delay} ms queue delay for requests that never come at concurrency 1")
+        )
+        lines.append(
+            f"* Server overhead at concurrency 1 ({mode}), p50 minus bare backend p50: **{overhead} ms** ({target})."
+        )
+    lines += [
+        f"* Failed or lost requests: **{summary['failed_or_lost']}** (server-side success count matches the "
+        f"clients': {summary['server_counts_match']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--artifact", help="ONNX file to serve (default: a vitrt demo model or a stand-in)")
+    parser.add_argument("--zoo-model", default="agent_digits", help="zoo model exported when vitrt.export exists")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per concurrency")
+    parser.add_argument("--slice", type=float, default=1.0, help="measured seconds per mode and round")
+    parser.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds before each slice")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on measured requests per slice")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads per server and for the bare backend (0: ORT default)",
+    )
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s, for a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.slice, args.warmup = 2, 0.5, 0.2
+
+    with tempfile.TemporaryDirectory(prefix="vitrt-serve-load-") as tmp:
+        workdir = Path(tmp)
+        report: dict = {"environment": environment()}
+        artifact, description = prepare_artifact(args, workdir)
+        report.update(
+            model=description,
+            rounds=args.rounds,
+            warmup_s=args.warmup,
+            slice_s=args.slice,
+            intra_op_threads=args.threads or "onnxruntime default",
+            settings=MODES,
+            modes={},
+        )
+        bare = BareBackend(artifact, args.threads)
+        request = infer_request(artifact)
+        ports = {mode: free_port() for mode in MODES}
+        servers = {}
+        try:
+            for mode, settings in MODES.items():
+                servers[mode] = start_server(artifact, settings, ports[mode], workdir / f"{mode}.log", args.threads)
+            before = {mode: server_successes(port) for mode, port in ports.items()}
+            points: dict[str, list[dict]] = {mode: [] for mode in MODES}
+            bare_times: dict[int, list[float]] = {batch: [] for batch in BARE_BATCHES}
+            for concurrency in CONCURRENCY:
+                slices: dict[str, list[Slice]] = {mode: [] for mode in MODES}
+                for round_index in range(args.rounds):
+                    shift = round_index % len(MODES)
+                    for mode in list(MODES)[shift:] + list(MODES)[:shift]:
+                        point = run_slice(ports[mode], request, concurrency, args.warmup, args.slice, args.max_requests)
+                        slices[mode].append(asyncio.run(point))
+                    if concurrency == 1:
+                        for batch in bare_times:
+                            bare_times[batch] += bare.slice(batch, args.slice / 4)
+                for mode in MODES:
+                    points[mode].append(summarize(concurrency, slices[mode]))
+                    print(f"{mode} c={concurrency}: {points[mode][-1]}", flush=True)
+            counted = {mode: server_successes(port) - before[mode] for mode, port in ports.items()}
+        finally:
+            codes = {mode: stop_server(process) for mode, process in servers.items()}
+        report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        report["bare_backend"] = {
+            f"batch{batch}": {
+                "runs": len(times),
+                "p50_ms": round(float(np.median(times)) * 1000, 4),
+                "min_ms": round(float(np.min(times)) * 1000, 4),
+                "p50_per_sample_ms": round(float(np.median(times)) * 1000 / batch, 4),
+                "min_per_sample_ms": round(float(np.min(times)) * 1000 / batch, 4),
+            }
+            for batch, times in bare_times.items()
+        }
+        for mode in MODES:
+            report["modes"][mode] = {
+                "points": points[mode],
+                "client_successes": sum(p["ok"] for p in points[mode]),
+                "server_successes": counted[mode],
+                "server_exit_code": codes[mode],
+            }
+        by_mode = {m: {p["concurrency"]: p for p in r["points"]} for m, r in report["modes"].items()}
+        bare_p50 = report["bare_backend"]["batch1"]["p50_ms"]
+        failed_or_lost = sum(p["failed"] + p["lost"] for r in report["modes"].values() for p in r["points"])
+        counts_match = all(r["client_successes"] == r["server_successes"] for r in report["modes"].values())
+        report["summary"] = {
+            "speedup_c16": {
+                m: round(by_mode[m][16]["throughput_rps"] / by_mode["no_batching"][16]["throughput_rps"], 2)
+                for m in by_mode
+                if m != "no_batching"
+            },
+            "overhead_c1_ms": {m: round(by_mode[m][1]["p50_ms"] - bare_p50, 3) for m in by_mode},
+            "failed_or_lost": failed_or_lost,
+            "server_counts_match": counts_match,
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "serve_load.md").write_text(markdown(report))
+    print(markdown(report))
+    if failed_or_lost or not counts_match:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

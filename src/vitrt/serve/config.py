@@ -1,0 +1,124 @@
+"""Server and per-model settings, from CLI flags or a YAML file.
+
+# serve.yaml
+host: 127.0.0.1
+port: 8000
+nonfinite: reject
+models:
+  - name: digits
+    artifact: out/agent_digits.onnx
+    backend: onnxruntime
+    max_batch_size: 16
+    max_queue_delay_ms: 2
+    instances: 1
+    max_queue_size: 128
+    backend_options: {intra_op_threads: 2}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from vitrt.errors import VitrtError
+
+BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
+NonFinitePolicy = Literal["reject", "allow"]
+
+
+class ConfigError(VitrtError):
+    """A serve configuration (flags or YAML) that cannot be used."""
+
+
+class ModelConfig(BaseModel):
+    """One served model: where it comes from and how requests to it are batched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+    artifact: str = Field(description="ONNX file, TensorRT plan, or a vitrt zoo model name")
+    backend: BackendName = "auto"
+    version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    max_batch_size: int = Field(default=8, ge=1, le=4096, description="largest batch one execution runs")
+    max_queue_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="how long the oldest queued request waits for others to join (0: dispatch at once; batches "
+        "still form from requests that queue while the previous batch runs)",
+    )
+    instances: int = Field(default=1, ge=1, le=64, description="batches that may execute at the same time")
+    max_queue_size: int = Field(default=256, ge=1, le=1_000_000, description="queued requests before 503")
+    nonfinite: NonFinitePolicy | None = Field(default=None, description="overrides the server-wide policy")
+    warmup: bool = True
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerConfig(BaseModel):
+    """Everything `create_app` and `vitrt serve` need."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelConfig] = Field(min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=25_000_000, ge=1)
+    max_images_per_request: int = Field(default=64, ge=1)
+    nonfinite: NonFinitePolicy = "reject"
+    request_timeout_s: float = Field(default=60.0, gt=0, description="longest a request may wait in a queue")
+    shutdown_timeout_s: float = Field(default=30.0, ge=0, description="grace period to drain in-flight requests")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+    @field_validator("api_key")
+    @classmethod
+    def _non_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServerConfig:
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model name {duplicates[0]!r} is used twice")
+        return self
+
+    def policy_for(self, model: ModelConfig) -> NonFinitePolicy:
+        return model.nonfinite or self.nonfinite
+
+
+def build_config(data: dict[str, Any], source: str = "configuration") -> ServerConfig:
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        location = ".".join(str(part) for part in first["loc"]) or "top level"
+        raise ConfigError(f"{source}: {location}: {first['msg']}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) serve configuration into a plain dict; relative artifact paths resolve from its folder."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"serve configuration not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{file}: not valid YAML ({' '.join(str(err).split())[:160]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping with a 'models' list")
+    for model in data.get("models") or []:
+        if isinstance(model, dict) and isinstance(model.get("artifact"), str):
+            candidate = file.parent / model["artifact"]
+            if not Path(model["artifact"]).is_absolute() and candidate.exists():
+                model["artifact"] = str(candidate)
+    return data

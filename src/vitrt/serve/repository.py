@@ -1,0 +1,166 @@
+"""The set of served models: loading artifacts through `vitrt.engines.load`, lookup by name and version."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from vitrt.engines.base import InferenceBackend
+from vitrt.errors import ArtifactError, VitrtError
+from vitrt.serve.config import ModelConfig, ServerConfig
+from vitrt.serve.errors import NotFoundError
+from vitrt.serve.model import ServedModel
+
+log = logging.getLogger("vitrt.serve")
+
+BackendLoader = Callable[..., InferenceBackend]
+_ARTIFACT_SUFFIXES = {".onnx", ".plan", ".engine", ".trt", ".pt", ".pth", ".safetensors"}
+
+
+class ModelRepository:
+    def __init__(self, models: list[ServedModel], workdir: Path | None = None) -> None:
+        self._models = {model.name: model for model in models}
+        self._workdir = workdir
+
+    @classmethod
+    def load(cls, config: ServerConfig, loader: BackendLoader | None = None) -> ModelRepository:
+        """Load every configured model (exporting zoo models to ONNX first) and warm it up.
+
+        Raises a `VitrtError` naming the model whose artifact cannot be loaded; models loaded before it are closed.
+        """
+        workdir = Path(tempfile.mkdtemp(prefix="vitrt-serve-"))
+        models: list[ServedModel] = []
+        try:
+            for model_config in config.models:
+                backend = load_backend(model_config, workdir, loader)
+                served = ServedModel(
+                    model_config,
+                    backend,
+                    nonfinite=config.policy_for(model_config),
+                    request_timeout_s=config.request_timeout_s,
+                )
+                if model_config.warmup:
+                    _warmup(served)
+                models.append(served)
+                log.info(
+                    "loaded model",
+                    extra={
+                        "model": served.name,
+                        "backend": backend.name,
+                        "artifact": model_config.artifact,
+                        "max_batch_size": served.batcher.max_batch_size,
+                    },
+                )
+        except BaseException:
+            for served in models:
+                served.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls(models, workdir)
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        model = self._models.get(name)
+        if model is None:
+            raise NotFoundError(f"unknown model {name!r}; this server serves {sorted(self._models)}")
+        if version not in (None, "", model.version):
+            raise NotFoundError(f"model {name!r} has no version {version!r} (served version: {model.version!r})")
+        return model
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._models) and all(model.ready for model in self)
+
+    async def start(self) -> None:
+        for model in self:
+            await model.start()
+
+    async def stop(self, timeout_s: float) -> None:
+        for model in self:
+            await model.stop(timeout_s)
+
+    def close(self) -> None:
+        for model in self:
+            model.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | None = None) -> InferenceBackend:
+    """An artifact path goes straight to the loader; a zoo model name is exported to ONNX first (or handed to the
+    torch backend as is)."""
+    if loader is None:
+        from vitrt.engines import load
+
+        loader = load
+    options: dict[str, Any] = dict(config.backend_options)
+    artifact = Path(config.artifact).expanduser()
+    try:
+        if artifact.exists():
+            return loader(artifact, backend=config.backend, **options)
+        if artifact.suffix in _ARTIFACT_SUFFIXES or len(artifact.parts) > 1:
+            raise ArtifactError(f"model {config.name!r}: artifact not found: {artifact}")
+        return _load_zoo_model(config, workdir, loader, options)
+    except VitrtError as err:
+        message = str(err)
+        raise type(err)(message if config.name in message else f"model {config.name!r}: {message}") from None
+    except TypeError as err:  # backend options the backend does not take
+        raise ArtifactError(f"model {config.name!r}: bad backend option ({err})") from None
+
+
+def _load_zoo_model(
+    config: ModelConfig, workdir: Path, loader: BackendLoader, options: dict[str, Any]
+) -> InferenceBackend:
+    from vitrt.models import get_spec
+
+    get_spec(config.artifact)  # raises ModelNotFoundError for names the zoo does not know
+    if config.backend == "torch":
+        return loader(config.artifact, backend="torch", **options)
+    try:
+        from vitrt.export import export_zoo_model
+    except ImportError:
+        raise ArtifactError(
+            f"serving zoo model {config.artifact!r} needs the ONNX exporter (vitrt.export), which is not available; "
+            "export the model to a file and serve that"
+        ) from None
+    path = workdir / f"{config.name}.onnx"
+    log.info("exporting zoo model", extra={"model": config.name, "artifact": config.artifact, "path": str(path)})
+    export_zoo_model(config.artifact, path)
+    return loader(path, backend=config.backend, **options)
+
+
+def _warmup(model: ServedModel) -> None:
+    """One execution at batch 1 and one at the largest batch (plus image preprocessing for classifiers), so the
+    first requests skip lazy initialisation."""
+    metadata = model.image_metadata
+    if metadata is not None:
+        from PIL import Image
+
+        from vitrt.preprocess import preprocess_images
+
+        preprocess_images([Image.new("RGB", (8, 8))], metadata)
+    if any(dim is None for spec in model.backend.inputs for dim in spec.shape[1:]):
+        log.info("skipping warm-up: dynamic non-batch dimensions", extra={"model": model.name})
+        return
+    sizes = sorted({model.batcher.static_batch or 1, model.batcher.static_batch or model.batcher.max_batch_size})
+    for size in sizes:
+        try:
+            model.backend.warmup(iterations=1, batch_size=size)
+        except VitrtError:
+            raise
+        except Exception as err:
+            raise ArtifactError(f"model {model.name!r} fails to run a warm-up batch of {size}: {err}") from None

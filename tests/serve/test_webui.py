@@ -1,0 +1,77 @@
+"""The demo page in headless Chromium: enter the API key, upload a digit, read the predicted label."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import API_KEY
+from serve_support import digit_files, torch_predictions
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="Chromium and chromedriver are not installed (apt-get install chromium chromium-driver; .ci/run does it)",
+)
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1000,900",
+)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the selenium package is not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_upload_a_digit_and_see_the_right_label(browser, server, tiny_digits, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    model, _ = tiny_digits
+    files = digit_files(tmp_path / "digits", 20, "png")
+    predicted = torch_predictions(model, [path for path, _ in files])
+    # A digit the model gets right, so "the right label" is both the true and the predicted one.
+    path, label = next((p, y) for (p, y), guess in zip(files, predicted, strict=True) if guess == y and y != 0)
+
+    browser.get(f"{server.url}/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda d: "API key" in d.find_element(By.ID, "error").text)  # the model list needs the key
+    browser.find_element(By.ID, "api-key").send_keys(API_KEY, Keys.TAB)
+    wait.until(lambda d: "digits" in [o.get_attribute("value") for o in Select(d.find_element(By.ID, "model")).options])
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    options = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "model")).options]
+    assert "arith" not in options  # only image classifiers are offered
+    Select(browser.find_element(By.ID, "model")).select_by_value("digits")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "classify").click()
+    wait.until(lambda d: d.find_element(By.ID, "top-label").text != "")
+
+    assert browser.find_element(By.ID, "top-label").text == str(label)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#predictions tbody tr")
+    assert len(rows) == 5
+    scores = [float(row.find_elements(By.TAG_NAME, "td")[2].text) for row in rows]
+    assert scores == sorted(scores, reverse=True) and np.isclose(scores[0], max(scores))
+    latency = browser.find_element(By.ID, "latency").text
+    assert latency.startswith("Latency: ") and " ms on the server" in latency
+    browser.save_screenshot(str(tmp_path / "page.png"))
