@@ -26,6 +26,7 @@ app = typer.Typer(
 # Modules that register commands on `app` when imported.
 _COMMAND_MODULES = [
     "vitrt.cli.models",
+    "vitrt.cli.triton",
 ]
 
 

@@ -1,0 +1,110 @@
+"""Fixtures for the Triton repository tests: Triton's own config schema and small artifacts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from vitrt.metadata import ModelMetadata
+
+
+def _load_model_config_pb2() -> ModuleType:
+    # tritonclient.grpc's __init__ needs grpcio (whose tritonclient extra pins protobuf < 7, older than the
+    # protobuf onnx uses here); the generated schema module itself needs only protobuf, so load it directly.
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("tritonclient is not installed (dev extra); it provides Triton's ModelConfig schema")
+    path = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
+    module_spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def model_config_pb2() -> ModuleType:
+    return _load_model_config_pb2()
+
+
+@pytest.fixture(scope="session")
+def parse_config(model_config_pb2: ModuleType) -> Callable[[Path], Any]:
+    """Parse a config.pbtxt into Triton's ModelConfig protobuf (fails on any unknown field or bad syntax)."""
+    from google.protobuf import text_format
+
+    def parse(path: Path) -> Any:
+        return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+
+    return parse
+
+
+def _digits_metadata(name: str = "tiny_digits", size: int = 32, **overrides: Any) -> ModelMetadata:
+    values: dict[str, Any] = {
+        "model": name,
+        "family": "agent",
+        "backbone": "tiny",
+        "input_size": (3, size, size),
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.25, 0.25, 0.25),
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "num_classes": 10,
+        "labels": [f"digit {i}" for i in range(10)],
+        "input_name": "input",
+        "output_name": "logits",
+    }
+    values.update(overrides)
+    return ModelMetadata(**values)
+
+
+@pytest.fixture(scope="session")
+def digits_metadata() -> Callable[..., ModelMetadata]:
+    """Factory for the metadata of a small 10-class digits model."""
+    return _digits_metadata
+
+
+@pytest.fixture
+def write_engine(tmp_path: Path) -> Callable[..., Path]:
+    """Write dummy plan bytes plus an engine manifest; returns the manifest path."""
+
+    def write(
+        name: str = "model",
+        *,
+        batch: tuple[int, int, int] | None = (1, 8, 32),
+        tensorrt_version: str | None = "10.8.0.43",
+        compute_capability: str | None = "8.9",
+        dtype: str = "float32",
+        metadata: ModelMetadata | None = None,
+        plan_bytes: bytes | None = None,
+        **extra: Any,
+    ) -> Path:
+        folder = tmp_path / f"engine_{name}"
+        folder.mkdir(exist_ok=True)
+        plan = folder / f"{name}.plan"
+        plan.write_bytes(plan_bytes if plan_bytes is not None else b"\x00vitrt dummy plan " + name.encode() * 7)
+        leading = -1 if batch is not None else 1
+        manifest: dict[str, Any] = {
+            "engine": plan.name,
+            "tensorrt_version": tensorrt_version,
+            "compute_capability": compute_capability,
+            "inputs": [{"name": "input", "dtype": dtype, "shape": [leading, 3, 32, 32]}],
+            "outputs": [{"name": "logits", "dtype": dtype, "shape": [leading, 10]}],
+            "profiles": []
+            if batch is None
+            else [
+                {"input": {"min": [batch[0], 3, 32, 32], "opt": [batch[1], 3, 32, 32], "max": [batch[2], 3, 32, 32]}}
+            ],
+            "metadata": (metadata or _digits_metadata()).to_dict(),
+        }
+        manifest.update(extra)
+        path = folder / f"{name}.plan.json"
+        path.write_text(json.dumps(manifest), encoding="utf-8")
+        return path
+
+    return write
