@@ -3,54 +3,55 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from vitrt.cli import app
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     cpu = "cpu"
     gpu = "gpu"
 
 
 @app.command("triton-repo")
 def triton_repo_command(
-    artifacts: list[Path] = typer.Argument(
-        ..., help="ONNX files and/or TensorRT plans (model.plan, or its manifest model.plan.json)."
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Model repository directory (tritonserver --model-repository)."),
-    name: str = typer.Option(None, "--name", help="Model name (default: the artifact's metadata model name)."),
-    max_batch_size: int = typer.Option(
-        None,
-        "--max-batch-size",
-        help="Triton max_batch_size (default: the engine profile's max batch; 8 for ONNX; 0 disables batching).",
-    ),
-    preferred_batch_size: list[int] = typer.Option(
-        None, "--preferred-batch-size", help="Dynamic-batching preferred size (repeatable; default powers of two)."
-    ),
-    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic-batching queue delay."),
-    instances: int = typer.Option(1, "--instances", help="Model instances per device (instance_group count)."),
-    device: Device = typer.Option(None, "--device", help="Where ONNX models run (default cpu); plans use GPUs."),
-    gpus: str = typer.Option(None, "--gpus", help="GPU indices for GPU instances, e.g. 0,1 (default: all)."),
-    warmup: int = typer.Option(0, "--warmup", help="Warm-up requests of zeros per batch size at load (0 = none)."),
-    with_preprocessing: bool = typer.Option(
-        False,
-        "--with-preprocessing",
-        help="Also write a Python-backend image decoder and an ensemble <model>_image taking encoded images.",
-    ),
-    version: int = typer.Option(1, "--version", help="Model version directory."),
-    plugins: Path = typer.Option(None, "--plugins", help="vitrt TensorRT plugin library (libvitrt_plugins.so)."),
-    plugin_dir: Path = typer.Option(
-        None, "--plugin-dir", help="Where the plugin library is copied (default: <out>/../plugins)."
-    ),
-    triton_release: str = typer.Option(
-        None, "--triton-release", help="Triton release YY.MM to serve with (default: chosen from the artifacts)."
-    ),
-    force: bool = typer.Option(False, "--force", help="Replace models of the same name already in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    artifacts: Annotated[
+        list[Path], typer.Argument(help="ONNX files and/or TensorRT plans (model.plan, or its model.plan.json).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model repository directory (--model-repository).")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the artifact's metadata model name).")] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(help="Triton max_batch_size (default: the engine profile's max; 8 for ONNX; 0 = no batching)."),
+    ] = None,
+    preferred_batch_size: Annotated[
+        list[int] | None, typer.Option(help="Dynamic-batching preferred size (repeatable; default powers of two).")
+    ] = None,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic-batching queue delay in microseconds.")] = 100,
+    instances: Annotated[int, typer.Option(help="Model instances per device (instance_group count).")] = 1,
+    device: Annotated[Device | None, typer.Option(help="Where ONNX models run (default cpu); plans use GPUs.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPU indices for GPU instances, e.g. 0,1 (default: all).")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up requests of zeros per batch size at load (0 = none).")] = 0,
+    with_preprocessing: Annotated[
+        bool,
+        typer.Option(help="Also write a Python-backend image decoder and an ensemble <model>_image for raw images."),
+    ] = False,
+    version: Annotated[int, typer.Option(help="Model version directory.")] = 1,
+    plugins: Annotated[
+        Path | None, typer.Option(help="vitrt TensorRT plugin library (default: from the engine manifest).")
+    ] = None,
+    plugin_dir: Annotated[
+        Path | None, typer.Option(help="Where the plugin library is copied (default: <out>/../plugins).")
+    ] = None,
+    triton_release: Annotated[
+        str | None, typer.Option(help="Triton release YY.MM to serve with (default: chosen from the artifacts).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace models of the same name already in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Write a Triton model repository (config.pbtxt + model file per model) and print how to serve it."""
     from vitrt.errors import VitrtError
