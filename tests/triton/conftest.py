@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from collections.abc import Callable
@@ -89,18 +90,34 @@ def write_engine(tmp_path: Path) -> Callable[..., Path]:
         plan = folder / f"{name}.plan"
         plan.write_bytes(plan_bytes if plan_bytes is not None else b"\x00vitrt dummy plan " + name.encode() * 7)
         leading = -1 if batch is not None else 1
+        # The fields vitrt.engines.manifest.EngineManifest.to_dict() writes.
         manifest: dict[str, Any] = {
-            "engine": plan.name,
+            "format": "vitrt-engine-manifest",
+            "format_version": 1,
             "tensorrt_version": tensorrt_version,
+            "gpu_name": "NVIDIA Test GPU",
             "compute_capability": compute_capability,
-            "inputs": [{"name": "input", "dtype": dtype, "shape": [leading, 3, 32, 32]}],
-            "outputs": [{"name": "logits", "dtype": dtype, "shape": [leading, 10]}],
+            "precision": "fp16" if dtype == "float16" else "fp32",
+            "strongly_typed": True,
             "profiles": []
             if batch is None
             else [
                 {"input": {"min": [batch[0], 3, 32, 32], "opt": [batch[1], 3, 32, 32], "max": [batch[2], 3, 32, 32]}}
             ],
+            "onnx_sha256": "0" * 64,
+            "engine_sha256": hashlib.sha256(plan.read_bytes()).hexdigest(),
+            "engine_size": plan.stat().st_size,
+            "inputs": [{"name": "input", "dtype": dtype, "shape": [leading, 3, 32, 32]}],
+            "outputs": [{"name": "logits", "dtype": dtype, "shape": [leading, 10]}],
+            "onnx_path": None,
+            "onnx_flavour": "inlined",
+            "plugin_library": None,
+            "plugin_sha256": None,
+            "plugin_ops": [],
             "metadata": (metadata or _digits_metadata()).to_dict(),
+            "build_options": {},
+            "hardware_compatibility": "none",
+            "version_compatible": False,
         }
         manifest.update(extra)
         path = folder / f"{name}.plan.json"

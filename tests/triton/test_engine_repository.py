@@ -14,7 +14,7 @@ from vitrt.triton.releases import TENSORRT_IN_TRITON_PY3, versions_match
 
 
 def test_plan_config_follows_the_profile(write_engine: Callable, tmp_path: Path, parse_config: Callable) -> None:
-    manifest = write_engine(batch=(1, 8, 32), ngc_release="25.01", dtype="float16")
+    manifest = write_engine(batch=(1, 8, 32), build_options={"ngc_release": "25.01"}, dtype="float16")
     repo = tmp_path / "repo"
     report = build_repository([manifest], repo, RepositoryOptions(warmup=1))
     config = parse_config(repo / "tiny_digits" / "config.pbtxt")
@@ -56,7 +56,7 @@ def test_static_engine_has_no_batching(write_engine: Callable, tmp_path: Path, p
 
 def test_plans_for_several_gpus_share_one_model(write_engine: Callable, tmp_path: Path, parse_config: Callable) -> None:
     ampere = write_engine("a100", compute_capability="8.0", ngc_release="25.01")
-    hopper = write_engine("h100", compute_capability=[9, 0], ngc_release="25.01")
+    hopper = write_engine("h100", compute_capability="9.0", ngc_release="25.01")
     build_repository([hopper, ampere], tmp_path / "repo", RepositoryOptions())
     config = parse_config(tmp_path / "repo" / "tiny_digits" / "config.pbtxt")
     assert dict(config.cc_model_filenames) == {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"}
@@ -77,7 +77,11 @@ def test_plugin_library_travels_outside_the_repository(write_engine: Callable, t
     library.write_bytes(b"\x7fELF not really a library, copied byte for byte")
     digest = hashlib.sha256(library.read_bytes()).hexdigest()
     manifest = write_engine(
-        ngc_release="25.01", plugins={"library": str(library), "sha256": digest, "ops": ["VitrtAgentAttention"]}
+        ngc_release="25.01",
+        plugin_library=str(library),
+        plugin_sha256=digest,
+        plugin_ops=["VitrtAgentAttention"],
+        onnx_flavour="tensorrt",
     )
     repo = tmp_path / "deploy" / "models"
     report = build_repository([manifest], repo, RepositoryOptions())
@@ -95,7 +99,7 @@ def test_plugin_library_travels_outside_the_repository(write_engine: Callable, t
     impostor.write_bytes(b"a different build")
     with pytest.raises(PluginError, match="is not the plugin library model.plan.json was built with"):
         build_repository([manifest], tmp_path / "r3", RepositoryOptions(plugins=impostor))
-    needs_plugins = write_engine("bare", ngc_release="25.01", plugins=["VitrtAgentAttention"])
+    needs_plugins = write_engine("bare", ngc_release="25.01", plugin_ops=["VitrtAgentAttention"])
     with pytest.raises(PluginError, match="uses VitrtAgentAttention but no plugin library was found"):
         build_repository([needs_plugins], tmp_path / "r4", RepositoryOptions())
 
@@ -137,8 +141,13 @@ def test_broken_manifests_are_explained(write_engine: Callable, tmp_path: Path) 
     no_profile = write_engine("noprof", profiles=[])
     with pytest.raises(ArtifactError, match="lists no optimisation profiles"):
         load_artifact(no_profile)
-    trt_names = write_engine("trtnames", inputs=[{"name": "input", "dtype": "DataType.HALF", "shape": [-1, 3, 32, 32]}])
-    assert load_artifact(trt_names.with_name("trtnames.plan")).inputs[0].dtype == "float16"
-    escaping = write_engine("escape", engine="../elsewhere.plan")
-    with pytest.raises(ArtifactError, match="must name a plan file beside the manifest"):
-        load_artifact(escaping)
+    changed = write_engine("changed")
+    changed.with_name("changed.plan").write_bytes(b"rebuilt since the manifest was written")
+    with pytest.raises(ArtifactError, match="describes a different engine than changed.plan"):
+        load_artifact(changed)
+    foreign = write_engine("foreign", format="something-else")
+    with pytest.raises(ArtifactError, match="is not a vitrt engine manifest"):
+        load_artifact(foreign)
+    newer = write_engine("newer", format_version=2)
+    with pytest.raises(ArtifactError, match="manifest format 2; this vitrt reads up to 1"):
+        load_artifact(newer)

@@ -8,17 +8,17 @@ Two kinds of artifact:
   profiles, TensorRT version, compute capability and plugin library from the manifest. The plan bytes are opaque
   here (no TensorRT on CPU machines) and are copied unchanged.
 
-Manifest keys read (JSON; nested spellings in brackets are accepted too):
-`engine` (plan file name, default: the manifest name without `.json`), `tensorrt_version` [`tensorrt.version`],
-`compute_capability` [`gpu.compute_capability`], `inputs`/`outputs` (`name`, `dtype`, `shape` with -1 or null for
-dynamic dims), `profiles` (one entry per optimisation profile: `{input: {min, opt, max}}` or a list of
-`{name, min, opt, max}`), `metadata` (`ModelMetadata.to_dict()`), `plugins` (`library`, `sha256`, `ops`),
-`ngc_release` [`build.ngc_release`] (the NGC container release the engine was built in) and
-`version_compatible` [`build.version_compatible`].
+The manifest is the one `vitrt build` writes (`vitrt.engines.manifest.EngineManifest`, format
+"vitrt-engine-manifest" version 1); this reader follows that schema field for field: `tensorrt_version`,
+`compute_capability`, `hardware_compatibility`, `version_compatible`, `engine_sha256` (checked against the plan),
+`inputs`/`outputs` (`name`, numpy `dtype`, `shape` with -1 for dynamic dims), `profiles` (one
+`{input: {min, opt, max}}` per optimisation profile), `metadata`, `plugin_library`/`plugin_sha256`/`plugin_ops`,
+and `ngc_release` (top level or in `build_options`): the NGC container release the engine was built in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,17 +28,6 @@ from typing import Any, Literal
 from vitrt.errors import ArtifactError
 from vitrt.metadata import ModelMetadata
 
-# TensorRT DataType names (as `str(trt.DataType.X)` prints them, without the prefix) -> numpy names.
-_TRT_DTYPES = {
-    "FLOAT": "float32",
-    "HALF": "float16",
-    "BF16": "bfloat16",
-    "INT8": "int8",
-    "INT32": "int32",
-    "INT64": "int64",
-    "BOOL": "bool",
-    "UINT8": "uint8",
-}
 _NUMPY_DTYPES = {
     "float32",
     "float16",
@@ -90,6 +79,7 @@ class Artifact:
     compute_capability: str | None = None
     ngc_release: str | None = None
     version_compatible: bool = False
+    hardware_compatibility: str = "none"  # TensorRT HardwareCompatibilityLevel: none | ampere_plus | ...
     plugin_library: Path | None = None
     plugin_sha256: str | None = None
     plugin_ops: tuple[str, ...] = field(default_factory=tuple)
@@ -252,6 +242,10 @@ def _all_tensors(model: Any) -> Iterator[Any]:
 
 
 # ----------------------------------------------------------------------------------------------- engine manifest
+MANIFEST_FORMAT = "vitrt-engine-manifest"
+MANIFEST_VERSION = 1
+
+
 def _load_manifest(path: Path) -> Artifact:
     if not path.is_file():
         raise ArtifactError(f"engine manifest not found: {path}")
@@ -259,35 +253,30 @@ def _load_manifest(path: Path) -> Artifact:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"cannot read engine manifest {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"engine manifest {path} is not a JSON object")
-    plan_name = _get(data, "engine", "plan", "engine_file") or path.name.removesuffix(".json")
-    if not isinstance(plan_name, str) or Path(plan_name).is_absolute() or ".." in Path(plan_name).parts:
-        raise ArtifactError(f"{path}: 'engine' must name a plan file beside the manifest, got {plan_name!r}")
-    plan = path.parent / plan_name
-    if not plan.is_file():
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{path} is not a vitrt engine manifest")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ArtifactError(f"{path} has manifest format {version!r}; this vitrt reads up to {MANIFEST_VERSION}")
+    plan = path.with_name(path.name.removesuffix(".json"))
+    if plan == path or not plan.is_file():
         raise ArtifactError(f"{path}: the plan it describes is missing ({plan})")
+    expected_sha = data.get("engine_sha256")
+    if not expected_sha:
+        raise ArtifactError(f"{path} is malformed (missing engine_sha256)")
+    if _sha256(plan) != str(expected_sha).lower():
+        raise ArtifactError(f"{path.name} describes a different engine than {plan.name} (sha256 differs)")
 
     inputs = _tensors(path, data, "inputs")
     outputs = _tensors(path, data, "outputs")
-    profiles = _profiles(path, data, inputs)
     metadata_raw = data.get("metadata")
     metadata = None
     if metadata_raw is not None:
         if not isinstance(metadata_raw, dict) or "model" not in metadata_raw or "family" not in metadata_raw:
             raise ArtifactError(f"{path}: 'metadata' must be a ModelMetadata object with 'model' and 'family'")
         metadata = ModelMetadata.from_dict(metadata_raw)
-
-    plugins = data.get("plugins") or {}
-    if isinstance(plugins, list):
-        plugins = {"ops": plugins}
-    if not isinstance(plugins, dict):
-        raise ArtifactError(f"{path}: 'plugins' must be an object or a list of op names")
-    library = plugins.get("library")
-    library_path = None
-    if library:
-        library_path = Path(library) if Path(library).is_absolute() else path.parent / library
-    version = _get(data, "tensorrt_version", "tensorrt.version", "build.tensorrt_version")
+    library = data.get("plugin_library")
+    build_options = data.get("build_options") if isinstance(data.get("build_options"), dict) else {}
     return Artifact(
         source=path,
         kind="plan",
@@ -295,28 +284,24 @@ def _load_manifest(path: Path) -> Artifact:
         inputs=inputs,
         outputs=outputs,
         metadata=metadata,
-        profiles=profiles,
-        tensorrt_version=str(version) if version is not None else None,
-        compute_capability=_compute_capability(path, _get(data, "compute_capability", "gpu.compute_capability")),
-        ngc_release=_opt_str(_get(data, "ngc_release", "build.ngc_release")),
-        version_compatible=bool(_get(data, "version_compatible", "build.version_compatible")),
-        plugin_library=library_path,
-        plugin_sha256=_opt_str(plugins.get("sha256")),
-        plugin_ops=tuple(str(op) for op in plugins.get("ops", []) or ()),
+        profiles=_profiles(path, data, inputs),
+        tensorrt_version=_opt_str(data.get("tensorrt_version")),
+        compute_capability=_compute_capability(path, data.get("compute_capability")),
+        hardware_compatibility=str(data.get("hardware_compatibility") or "none"),
+        ngc_release=_opt_str(data.get("ngc_release") or build_options.get("ngc_release")),
+        version_compatible=bool(data.get("version_compatible")),
+        plugin_library=(path.parent / library) if library else None,  # absolute paths stay as they are
+        plugin_sha256=_opt_str(data.get("plugin_sha256")),
+        plugin_ops=tuple(str(op) for op in data.get("plugin_ops") or ()),
     )
 
 
-def _get(data: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        node: Any = data
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                node = None
-                break
-            node = node[part]
-        if node is not None:
-            return node
-    return None
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _opt_str(value: Any) -> str | None:
@@ -331,14 +316,13 @@ def _tensors(path: Path, data: Mapping[str, Any], key: str) -> tuple[TensorInfo,
     for item in raw:
         if not isinstance(item, dict) or not {"name", "dtype", "shape"} <= set(item):
             raise ArtifactError(f"{path}: every entry of '{key}' needs name, dtype and shape, got {item!r}")
-        dtype = str(item["dtype"]).removeprefix("DataType.")
-        dtype = _TRT_DTYPES.get(dtype.upper(), dtype.lower())
+        dtype = str(item["dtype"])
         if dtype not in _NUMPY_DTYPES:
-            raise ArtifactError(f"{path}: tensor {item['name']!r} has unknown dtype {item['dtype']!r}")
+            raise ArtifactError(f"{path}: tensor {item['name']!r} has unknown dtype {dtype!r}")
         shape = item["shape"]
-        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d >= -1) for d in shape):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= -1 for d in shape):
             raise ArtifactError(f"{path}: tensor {item['name']!r} has an invalid shape {shape!r}")
-        tensors.append(TensorInfo(str(item["name"]), dtype, tuple(None if d in (None, -1) else d for d in shape)))
+        tensors.append(TensorInfo(str(item["name"]), dtype, tuple(None if d == -1 else d for d in shape)))
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         raise ArtifactError(f"{path}: duplicate tensor names in '{key}'")
@@ -351,10 +335,6 @@ def _profiles(path: Path, data: Mapping[str, Any], inputs: tuple[TensorInfo, ...
         raise ArtifactError(f"{path}: 'profiles' must be a list (one entry per optimisation profile)")
     profiles = []
     for index, entry in enumerate(raw):
-        if isinstance(entry, dict) and "inputs" in entry:
-            entry = entry["inputs"]
-        if isinstance(entry, list):
-            entry = {item.get("name"): item for item in entry if isinstance(item, dict)}
         if not isinstance(entry, dict):
             raise ArtifactError(f"{path}: profile {index} is not an object")
         profile = {}
@@ -378,15 +358,9 @@ def _profiles(path: Path, data: Mapping[str, Any], inputs: tuple[TensorInfo, ...
 
 
 def _compute_capability(path: Path, value: Any) -> str | None:
-    """Normalise "8.6", [8, 6], 86 or "sm_86" to "8.6"."""
-    if value is None or value == "":
+    if value in (None, ""):
         return None
-    text = str(value).lower().removeprefix("sm_").removeprefix("sm")
-    if isinstance(value, list | tuple) and len(value) == 2:
-        text = f"{int(value[0])}.{int(value[1])}"
-    elif text.isdigit() and len(text) >= 2:
-        text = f"{text[:-1]}.{text[-1]}"
-    parts = text.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ArtifactError(f"{path}: unreadable compute capability {value!r}")
-    return text
+    major, dot, minor = str(value).partition(".")
+    if not (dot and major.isdigit() and minor.isdigit()):
+        raise ArtifactError(f"{path}: compute capability must be 'major.minor', got {value!r}")
+    return f"{int(major)}.{int(minor)}"

@@ -48,9 +48,10 @@ def preprocess_one(data: bytes, settings: dict[str, Any]) -> np.ndarray:
         top = int(round((scaled_h - height) / 2.0))
         left = int(round((scaled_w - width) / 2.0))
         image = image.crop((left, top, left + width, top + height))
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = (array - np.asarray(settings["mean"], dtype=np.float32)) / np.asarray(settings["std"], dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    scaled = np.asarray(image, dtype=np.float32) / 255.0
+    mean = np.asarray(settings["mean"], dtype=np.float32)
+    std = np.asarray(settings["std"], dtype=np.float32)
+    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
 
 
 def parse_settings(model_config: dict[str, Any]) -> dict[str, Any]:

@@ -171,9 +171,13 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "the preprocessing model needs Pillow in Triton's Python backend: build docker/Dockerfile.triton "
             f"(--build-arg TRITON_RELEASE={image.release}) and run that image"
         )
-    if any(a.compute_capability for a in plans):
-        ccs = sorted({a.compute_capability for a in plans if a.compute_capability})
-        notes.append(f"the plans run only on GPUs of compute capability {', '.join(ccs)}; rebuild them per GPU type")
+    pinned = sorted(
+        {a.compute_capability for a in plans if a.compute_capability and a.hardware_compatibility == "none"}
+    )
+    if pinned:
+        notes.append(f"the plans run only on GPUs of compute capability {', '.join(pinned)}; rebuild them per GPU type")
+    if any(a.hardware_compatibility == "ampere_plus" for a in plans):
+        notes.append("hardware-compatible plans (ampere_plus) run on any GPU of compute capability 8.0 or newer")
     uses_gpu = bool(plans) or options.device == "gpu" or bool(options.gpus)
     commands = _commands(out, image, plugin_copy, uses_gpu, options.with_preprocessing)
     return RepositoryReport(
@@ -510,12 +514,13 @@ def _write_preprocessing(
     pre_dir = stage / pre_name
     (pre_dir / version).mkdir(parents=True)
     shutil.copyfile(Path(__file__).with_name("preprocess_model.py"), pre_dir / version / "model.py")
+    pixels_output = {"name": _PIXELS_OUTPUT, "data_type": pixel_type, "dims": expected}
     pre_config = {
         "name": pre_name,
         "backend": "python",
         "max_batch_size": max_batch,
         "input": [{"name": _IMAGE_INPUT, "data_type": Enum("TYPE_STRING"), "dims": [1]}],
-        "output": [{"name": _PIXELS_OUTPUT, "data_type": pixel_type, "dims": expected}],
+        "output": [pixels_output],
         "dynamic_batching": {"max_queue_delay_microseconds": options.max_queue_delay_us},
         "instance_group": [{"count": options.instances, "kind": Enum("KIND_CPU")}],
         "parameters": ProtoMap({"preprocess": {"string_value": json.dumps(settings)}}),
@@ -561,7 +566,7 @@ def _write_preprocessing(
             kind="KIND_CPU",
             max_batch_size=max_batch,
             inputs=[f"{_IMAGE_INPUT}[1] TYPE_STRING"],
-            outputs=[_describe(pre_config["output"][0])],
+            outputs=[_describe(pixels_output)],
             files=["config.pbtxt", f"{version}/model.py"],
         ),
         ModelReport(
