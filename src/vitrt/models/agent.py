@@ -1,1 +1,212 @@
-"""agent family (registered models are added by the family implementation)."""
+"""Agent Attention (ECCV'24): softmax attention through a few pooled agent tokens.
+
+Each backbone section re-implements the official module tree so official checkpoints load strictly. The attention
+core is `vitrt.ops.agent_attention` (one ONNX node on export); agent pooling, position biases, the depthwise conv
+and the projections are ordinary modules around it, in their export-friendly forms: pooling as a constant matrix
+(non-divisible `AdaptiveAvgPool2d` has no ONNX form) and the interpolated biases precomputed into buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vitrt import ops
+from vitrt.data.digits import LABELS as DIGIT_LABELS
+from vitrt.errors import ModelConfigError
+from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, trunc_normal_init
+from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
+from vitrt.models.registry import ModelSpec, register_model
+
+# --- Swin backbone ---
+
+
+def _refresh_biases_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+    module.refresh_position_biases()
+
+
+class SwinAgentAttention(nn.Module):
+    """Agent attention over one (usually whole-map) window; keys as the official `AgentAttention` (Swin)."""
+
+    def __init__(
+        self,
+        dim: int,
+        window_size: tuple[int, int],
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        agent_num: int = 49,
+    ):
+        super().__init__()
+        pool_size = int(round(agent_num**0.5))
+        if pool_size * pool_size != agent_num:
+            raise ModelConfigError(f"agent_swin: agent_num {agent_num} is not a square number")
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.agent_num = agent_num
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, window_size[0], 1))
+        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, window_size[1]))
+        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, window_size[0], 1, agent_num))
+        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, window_size[1], agent_num))
+        for bias in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias):
+            trunc_normal_init(bias)
+        # AdaptiveAvgPool2d(pool_size) over the window as one exact MatMul (the 56 -> 3 bins overlap).
+        pool = adaptive_pool_matrix(window_size, (pool_size, pool_size))
+        self.register_buffer("pool_matrix", pool, persistent=False)
+        # Interpolated + summed position biases; used in eval mode, refreshed by train(False) and after loading.
+        n = window_size[0] * window_size[1]
+        self.register_buffer("agent_bias", torch.zeros(num_heads, agent_num, n), persistent=False)
+        self.register_buffer("query_bias", torch.zeros(num_heads, n, agent_num), persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
+
+    def compute_position_biases(self) -> tuple[Tensor, Tensor]:
+        """(agent_bias (h, a, n), query_bias (h, n, a)) from the parameters."""
+        return agent_position_biases(
+            self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias, self.window_size
+        )
+
+    @torch.no_grad()
+    def refresh_position_biases(self) -> None:
+        if self.an_bias.is_meta:  # shape-only build: the buffers already have their shapes
+            return
+        self.agent_bias, self.query_bias = self.compute_position_biases()
+
+    def train(self, mode: bool = True) -> SwinAgentAttention:
+        super().train(mode)
+        if not mode:
+            self.refresh_position_biases()
+        return self
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        # `mask` is accepted for the block interface and ignored, as in the official code.
+        height, width = self.window_size
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        agents = self.pool_matrix @ q
+        if self.training:
+            agent_bias, query_bias = self.compute_position_biases()
+        else:
+            agent_bias, query_bias = self.agent_bias, self.query_bias
+        x = ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
+        v_map = v.transpose(1, 2).reshape(-1, self.dim, height, width)
+        x = x + self.dwc(v_map).flatten(2).transpose(1, 2)
+        return self.proj_drop(self.proj(x))
+
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        """Linearly resize ah/aw/ha/wa along their window axis, like the official `load_pretrained`."""
+        # (name, window axis, agent axis) of the (1, h, ., ., .) bias tensors.
+        for name, axis, agent_axis in (("ah_bias", 3, 2), ("aw_bias", 4, 2), ("ha_bias", 2, 4), ("wa_bias", 3, 4)):
+            key = prefix + name
+            theirs, own = state.get(key), getattr(self, name)
+            if theirs is None or theirs.dim() != 5 or tuple(theirs.shape) == tuple(own.shape):
+                continue
+            if theirs.shape[1] != own.shape[1] or theirs.shape[agent_axis] != own.shape[agent_axis]:
+                continue  # heads or agent count differ: left for the strict check to report
+            moved = theirs.movedim(axis, -1)
+            resized = F.interpolate(moved.reshape(1, -1, moved.shape[-1]).float(), size=own.shape[axis], mode="linear")
+            resized = resized.reshape(*moved.shape[:-1], own.shape[axis]).movedim(-1, axis)
+            state[key] = resized.to(theirs.dtype).contiguous()
+            log.add(f"linearly resized {name} {theirs.shape[axis]} -> {own.shape[axis]}")
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, agents={self.agent_num}"
+
+
+class AgentSwinTransformer(SwinTransformer):
+    """Agent-Swin (`agent_swin`): agent blocks `A`, softmax window blocks `B`, `M<k>` mixed stages.
+
+    Softmax blocks use the official window rule max(7, window // 8) unless `softmax_window_size` is given.
+    """
+
+    def __init__(self, *, agent_num: tuple[int, ...] | str = (9, 16, 49, 49), attn_type: str = "AAAB", **kwargs: Any):
+        agents = tuple(int(a) for a in (agent_num.split("-") if isinstance(agent_num, str) else agent_num))
+        depths = kwargs.get("depths", (2, 2, 6, 2))
+        if len(agents) != len(depths):
+            raise ModelConfigError(f"agent_swin: {len(depths)} stages but {len(agents)} agent_num entries")
+
+        def linear_attention(*, dim, window_size, num_heads, stage, qkv_bias, qk_scale, proj_drop):
+            return SwinAgentAttention(dim, window_size, num_heads, qkv_bias, proj_drop, agent_num=agents[stage])
+
+        super().__init__(
+            attn_type=attn_type,
+            linear_letter="A",
+            softmax_letter="B",
+            linear_attention=linear_attention,
+            softmax_window_rule=lambda window: max(7, window // 8),
+            arch="agent_swin",
+            **kwargs,
+        )
+
+
+_AGENT_SWIN_VARIANTS = {
+    "agent_swin_t": dict(
+        embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="AAAB", drop_path_rate=0.2
+    ),
+    "agent_swin_s": dict(
+        embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="AABB", drop_path_rate=0.3
+    ),
+    "agent_swin_b": dict(
+        embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="AAMB2", drop_path_rate=0.5
+    ),
+}
+_AGENT_SWIN_PARAMS_M = {"agent_swin_t": 28.9, "agent_swin_s": 49.7, "agent_swin_b": 88.1}
+
+
+def _agent_swin_builder(variant: dict[str, Any]):
+    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> AgentSwinTransformer:
+        return AgentSwinTransformer(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
+
+    return build
+
+
+for _name, _variant in _AGENT_SWIN_VARIANTS.items():
+    register_model(
+        ModelSpec(
+            name=_name,
+            family="agent",
+            backbone="swin",
+            builder=_agent_swin_builder(_variant),
+            default_img_size=224,
+            official_name=f"agent_swin (agent_transformer/cfgs/{_name}.yaml)",
+            expected_params_m=_AGENT_SWIN_PARAMS_M[_name],
+        )
+    )
+
+# Trained demo: stage 1 pools a 16x16 map into 3x3 agents (non-divisible bins), stage 3 is shifted-window softmax.
+register_model(
+    ModelSpec(
+        name="agent_digits",
+        family="agent",
+        backbone="swin",
+        builder=_agent_swin_builder(
+            dict(
+                patch_size=4,
+                embed_dim=32,
+                depths=(2, 2, 2),
+                num_heads=(2, 4, 8),
+                attn_type="AMB1",
+                agent_num=(9, 4, 4),
+                softmax_window_size=2,
+                drop_path_rate=0.05,
+            )
+        ),
+        default_img_size=32,
+        official_name="agent_swin (demo configuration)",
+        num_classes=10,
+        mean=(0.31, 0.31, 0.31),
+        std=(0.35, 0.35, 0.35),
+        crop_pct=1.0,
+        demo_weights="agent_digits.safetensors",
+        labels=DIGIT_LABELS,
+    )
+)

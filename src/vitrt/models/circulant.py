@@ -1,1 +1,134 @@
-"""circulant family (registered models are added by the family implementation)."""
+"""Circulant attention (CA-DeiT, "Vision Transformers are Circulant Attention Learners", AAAI'26).
+
+Official code: LeapLabTHU/Circulant-Attention `models/ca_deit.py`. A DeiT without cls token and position embedding;
+each block adds a depthwise 3x3 conv position encoding (`cpe`) before `norm1`, and the classifier reads the mean of
+the normalised tokens.
+
+The official `qkv` is a bias-free "complex Linear" applied to rfft2(x). A real linear map without bias commutes with
+the FFT, so vitrt applies the same weight (`attn.qkv.weight`, shape (3C, C)) to x and lets the attention op take
+real q, k, v: the whole FFT pipeline lives inside `vitrt.ops.circulant_attention`, one ONNX node on export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from vitrt import ops
+from vitrt.data.digits import LABELS as DIGIT_LABELS
+from vitrt.models.backbones.deit import Block, DeiT
+from vitrt.models.registry import ModelSpec, register_model
+
+__all__ = ["CABlock", "CADeiT", "CirculantAttention"]
+
+
+class CirculantAttention(nn.Module):
+    """Per-channel BCCB attention: gate = SiLU(Linear(x)), out = proj(circulant_attention(q, k, v) * gate)."""
+
+    def __init__(self, dim: int, grid_size: int, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.grid_size = grid_size
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.gate = nn.Sequential(nn.Linear(dim, dim), nn.SiLU())
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.gate(x)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        x = ops.circulant_attention(q, k, v, height=self.grid_size, width=self.grid_size)
+        return self.proj_drop(self.proj(x * gate))
+
+
+class CABlock(Block):
+    """DeiT block with a depthwise 3x3 conv position encoding added before the attention branch."""
+
+    def __init__(self, dim: int, grid_size: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0):
+        super().__init__(dim, CirculantAttention(dim, grid_size, proj_drop=drop), mlp_ratio, drop, drop_path)
+        self.grid_size = grid_size
+        self.cpe = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        grid = x.transpose(1, 2).unflatten(-1, (self.grid_size, self.grid_size))
+        x = x + self.cpe(grid).flatten(2).transpose(1, 2)
+        return super().forward(x)
+
+
+class CADeiT(DeiT):
+    """CA-DeiT: token mean of the normalised features goes to the head; no cls token, no position embedding."""
+
+    def __init__(
+        self,
+        *,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        def block(index: int, drop_path: float, grid_size: int) -> nn.Module:
+            return CABlock(embed_dim, grid_size, mlp_ratio, drop=drop_rate, drop_path=drop_path)
+
+        super().__init__(
+            block,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            embed_dim=embed_dim,
+            depth=depth,
+            class_token=False,
+            pos_embed=False,
+            global_pool="avg",
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+        )
+
+
+def _builder(**arch: Any):
+    def build(img_size: int, num_classes: int, **kwargs: Any) -> CADeiT:
+        return CADeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
+
+    return build
+
+
+# CA-DeiT T/S/B use the DeiT widths; the official `num_heads` (3/6/12) is accepted but unused (d = 1).
+for _name, _official, _dim, _params in (
+    ("ca_deit_t", "ca_deit_tiny", 192, 6.14),
+    ("ca_deit_s", "ca_deit_small", 384, 23.78),
+    ("ca_deit_b", "ca_deit_base", 768, 93.57),
+):
+    register_model(
+        ModelSpec(
+            name=_name,
+            family="ca",
+            backbone="deit",
+            builder=_builder(patch_size=16, embed_dim=_dim, depth=12),
+            default_img_size=224,
+            official_name=_official,
+            expected_params_m=_params,
+        )
+    )
+
+# Demo model trained on the digits data (weights ship in vitrt/models/weights/): a 4x4 token grid of 8x8 patches
+# (each covers 2x2 pixels of the original 8x8 digit), small enough to train in about a minute on two cores.
+register_model(
+    ModelSpec(
+        name="ca_digits",
+        family="ca",
+        backbone="deit",
+        builder=_builder(patch_size=8, embed_dim=48, depth=4),
+        default_img_size=32,
+        num_classes=10,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_pct=1.0,
+        demo_weights="ca_digits.safetensors",
+        labels=DIGIT_LABELS,
+    )
+)

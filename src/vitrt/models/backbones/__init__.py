@@ -1,0 +1,1 @@
+"""Backbones shared by several attention families (module trees named as in the official code)."""
