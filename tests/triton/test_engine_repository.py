@@ -71,7 +71,10 @@ def test_plans_for_several_gpus_share_one_model(write_engine: Callable, tmp_path
         build_repository([ampere, same_cc], tmp_path / "r3", RepositoryOptions())
 
 
-def test_plugin_library_travels_outside_the_repository(write_engine: Callable, tmp_path: Path) -> None:
+def test_plugin_library_travels_outside_the_repository(
+    write_engine: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VITRT_PLUGIN_DIR", raising=False)
     library = tmp_path / "build" / "libvitrt_plugins.so"
     library.parent.mkdir()
     library.write_bytes(b"\x7fELF not really a library, copied byte for byte")
@@ -102,6 +105,9 @@ def test_plugin_library_travels_outside_the_repository(write_engine: Callable, t
     needs_plugins = write_engine("bare", ngc_release="25.01", plugin_ops=["VitrtAgentAttention"])
     with pytest.raises(PluginError, match="uses VitrtAgentAttention but no plugin library was found"):
         build_repository([needs_plugins], tmp_path / "r4", RepositoryOptions())
+    monkeypatch.setenv("VITRT_PLUGIN_DIR", str(library.parent))  # as docker/Dockerfile.gpu sets it
+    found = build_repository([needs_plugins], tmp_path / "r4", RepositoryOptions())
+    assert found.plugin_library is not None and found.plugin_library.read_bytes() == library.read_bytes()
 
 
 def test_triton_image_needs_a_documented_tensorrt_match(write_engine: Callable, tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ TRITON_TYPES = {
     "object": "TYPE_STRING",
 }
 DEFAULT_ONNX_MAX_BATCH = 8
-PLUGIN_LIBRARY_ENV = "VITRT_PLUGIN_LIBRARY"
+# Same variable as vitrt.engines.plugin_library: the library file, or a directory holding libvitrt_plugins.so.
+PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _IMAGE_INPUT = "IMAGE"
 _PIXELS_OUTPUT = "PIXELS"
@@ -289,8 +290,10 @@ def _plugin_library(plans: list[Artifact], options: RepositoryOptions) -> Path |
             if artifact.plugin_library is not None and artifact.plugin_library.is_file():
                 candidate, origin = artifact.plugin_library, f"the manifest of {artifact.source.name}"
                 break
-    if candidate is None and needed and os.environ.get(PLUGIN_LIBRARY_ENV):
-        candidate, origin = Path(os.environ[PLUGIN_LIBRARY_ENV]), PLUGIN_LIBRARY_ENV
+    if candidate is None and needed and os.environ.get(PLUGIN_DIR_ENV):
+        candidate, origin = Path(os.environ[PLUGIN_DIR_ENV]), PLUGIN_DIR_ENV
+        if candidate.is_dir():
+            candidate = candidate / "libvitrt_plugins.so"
     if candidate is None:
         if needed:
             ops = sorted({op for a in needed for op in a.plugin_ops}) or ["vitrt plugins"]
