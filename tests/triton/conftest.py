@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import types
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from vitrt.metadata import ModelMetadata
@@ -125,3 +127,29 @@ def write_engine(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+class _Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self.name, self.array = name, array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class _Response:
+    def __init__(self, output_tensors: list[_Tensor], error: Any = None) -> None:
+        self.output_tensors, self.error = output_tensors, error
+
+
+@pytest.fixture
+def stand_in_pb_utils() -> types.ModuleType:
+    """The few triton_python_backend_utils names model.py uses (Triton itself cannot run on this machine)."""
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor = _Tensor  # type: ignore[attr-defined]
+    module.InferenceResponse = _Response  # type: ignore[attr-defined]
+    module.TritonError = str  # type: ignore[attr-defined]
+    module.TritonModelException = RuntimeError  # type: ignore[attr-defined]
+    module.get_input_tensor_by_name = lambda request, name: _Tensor(name, request[name])  # type: ignore[attr-defined]
+    module.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16}.get  # type: ignore[attr-defined]
+    return module

@@ -8,7 +8,6 @@ import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -48,37 +47,13 @@ def test_matches_vitrt_preprocess(
         preprocess_one(b"GIF89a truncated", settings)
 
 
-class _Tensor:
-    def __init__(self, name: str, array: np.ndarray) -> None:
-        self.name, self.array = name, array
-
-    def as_numpy(self) -> np.ndarray:
-        return self.array
-
-
-class _Response:
-    def __init__(self, output_tensors: list[_Tensor], error: Any = None) -> None:
-        self.output_tensors, self.error = output_tensors, error
-
-
-def _stand_in_pb_utils() -> types.ModuleType:
-    """The few triton_python_backend_utils names model.py uses (Triton itself cannot run on this machine)."""
-    module = types.ModuleType("triton_python_backend_utils")
-    module.Tensor = _Tensor  # type: ignore[attr-defined]
-    module.InferenceResponse = _Response  # type: ignore[attr-defined]
-    module.TritonError = str  # type: ignore[attr-defined]
-    module.TritonModelException = RuntimeError  # type: ignore[attr-defined]
-    module.get_input_tensor_by_name = lambda request, name: _Tensor(name, request[name])  # type: ignore[attr-defined]
-    module.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16}.get  # type: ignore[attr-defined]
-    return module
-
-
 def test_execute_with_the_written_config(
     tmp_path: Path,
     write_engine: Callable,
     digits_metadata: Callable[..., ModelMetadata],
     parse_config: Callable,
     monkeypatch: pytest.MonkeyPatch,
+    stand_in_pb_utils: types.ModuleType,
 ) -> None:
     from google.protobuf import json_format
 
@@ -90,7 +65,7 @@ def test_execute_with_the_written_config(
     config = json_format.MessageToDict(parse_config(config_path), preserving_proto_field_name=True)
     assert parse_settings(config)["size"] == (32, 32)
 
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _stand_in_pb_utils())
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stand_in_pb_utils)
     model = TritonPythonModel()
     model.initialize({"model_config": json.dumps(config)})
     images = [_encoded(45, 38, "PNG", 1), _encoded(32, 32, "JPEG", 2)]
