@@ -117,8 +117,7 @@ def _helper_model(path: Path, *, external: bool) -> Path:
         [helper.make_node("MatMul", ["x", "weight"], ["y"]), helper.make_node("Cast", ["y"], ["probs"], to=10)],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 12])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT16, ["n", 4])],
-        [weight],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT16, ["n", "classes"])][weight],  # 4 by inference,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(
@@ -144,6 +143,7 @@ def test_external_data_becomes_a_model_directory(tmp_path: Path, parse_config: C
     assert _sha256(bundle / "gemm.bin") == _sha256(tmp_path / "gemm.bin")
     config = parse_config(repo / "gemm" / "config.pbtxt")
     assert config.output[0].data_type == 10 and not config.output[0].label_filename  # TYPE_FP16, no metadata
+    assert list(config.output[0].dims) == [4]  # the symbolic class dim, resolved by ONNX shape inference
     x = np.ones((3, 12), dtype=np.float32)
     copied = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
     original = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])

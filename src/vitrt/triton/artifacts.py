@@ -178,6 +178,9 @@ def _load_onnx(path: Path) -> Artifact:
 
     inputs = tuple(tensor(v) for v in graph.input if v.name not in initializers)
     outputs = tuple(tensor(v) for v in graph.output)
+    inferred = _inferred_outputs(model)
+    if len(inferred) == len(outputs):
+        outputs = tuple(_refine(t, shape) for t, shape in zip(outputs, inferred, strict=True))
     if not inputs or not outputs:
         raise ArtifactError(f"{path}: the graph has no inputs or no outputs")
     props = {p.key: p.value for p in model.metadata_props}
@@ -196,6 +199,32 @@ def _load_onnx(path: Path) -> Artifact:
         metadata=metadata,
         external_files=_external_files(model, path),
     )
+
+
+def _inferred_outputs(model: Any) -> list[tuple[int | None, ...]]:
+    """Output shapes after ONNX shape inference; exporters often leave e.g. the class dim symbolic."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception:  # inference is a refinement only; the declared shapes stand when it fails
+        return []
+    return [
+        tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in v.type.tensor_type.shape.dim
+        )
+        for v in inferred.graph.output
+    ]
+
+
+def _refine(tensor: TensorInfo, inferred: tuple[int | None, ...]) -> TensorInfo:
+    # Only dims after the batch dimension: the leading dim stays as declared (dynamic batch or fixed).
+    if len(inferred) != len(tensor.shape):
+        return tensor
+    shape = tensor.shape[:1] + tuple(
+        d if d is not None else i for d, i in zip(tensor.shape[1:], inferred[1:], strict=True)
+    )
+    return TensorInfo(tensor.name, tensor.dtype, shape)
 
 
 def _external_files(model: Any, path: Path) -> tuple[str, ...]:
