@@ -117,7 +117,8 @@ def _helper_model(path: Path, *, external: bool) -> Path:
         [helper.make_node("MatMul", ["x", "weight"], ["y"]), helper.make_node("Cast", ["y"], ["probs"], to=10)],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 12])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT16, ["n", "classes"])][weight],  # 4 by inference,
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT16, ["n", "classes"])],  # 4 by shape inference
+        [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(
