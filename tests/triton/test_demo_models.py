@@ -1,6 +1,6 @@
 """Triton repositories for the trained `*_digits` demo models exported by vitrt.
 
-Exporting one demo model takes ~20 s on CI's two cores, so the default suite covers one of them end to end and
+Exporting one demo model takes 7-20 s on two cores, so the default suite covers one of them end to end and
 the rest run with `make test-all` (marked slow). The models' own tests already check export parity.
 """
 
