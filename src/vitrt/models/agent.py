@@ -1,31 +1,247 @@
-"""Agent Attention (ECCV'24): softmax attention through a few pooled agent tokens.
+"""Agent attention (ECCV'24): the Agent models of the zoo.
 
-Each backbone section re-implements the official module tree so official checkpoints load strictly. The attention
-core is `vitrt.ops.agent_attention` (one ONNX node on export); agent pooling, position biases, the depthwise conv
-and the projections are ordinary modules around it, in their export-friendly forms: pooling as a constant matrix
-(non-divisible `AdaptiveAvgPool2d` has no ONNX form) and the interpolated biases precomputed into buffers.
+Official code: LeapLabTHU/Agent-Attention `agent_transformer/models/agent_{deit,swin,pvt,cswin}.py`. Agent tokens
+are pooled from the queries; two small softmax attentions (agents -> keys, queries -> agents) run in
+`vitrt.ops.agent_attention`, one ONNX node on export. Pooling, position biases, the depthwise conv and the
+projections are ordinary modules around it, in export-friendly form: a constant pooling matrix instead of
+AdaptiveAvgPool2d (whose overlapping bins for non-divisible sizes do not export), and position biases summed once
+into buffers instead of being interpolated and `.repeat`-ed at every forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
+from vitrt.models.backbones.deit import Attention, Block, DeiT
 from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, trunc_normal_init
 from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
 from vitrt.models.registry import ModelSpec, register_model
 
-# --- Swin backbone ---
+# --- DeiT backbone ---
+# Agent-DeiT (official `agent_transformer/models/agent_deit.py`): the cls token is kept; agents are pooled from the
+# patch queries only, `ac_bias`/`ca_bias` are the cls column/row of the two bias matrices, and the depthwise conv
+# is added to the patch tokens only. The first `agent_layers` blocks are agent blocks (all 12 for T/S, 4 for B), the
+# rest plain DeiT blocks.
+
+# Axis holding the window in each window-sized agent bias:
+# ah (1,h,a,w,1), aw (1,h,a,1,w), ha (1,h,w,1,a), wa (1,h,1,w,a).
+AGENT_WINDOW_BIAS_AXES = {"ah_bias": 3, "aw_bias": 4, "ha_bias": 2, "wa_bias": 3}
+
+
+def resize_agent_window_bias(bias: Tensor, name: str, window: int) -> Tensor:
+    """Linearly resize an `ah/aw/ha/wa` agent bias along its window axis (as the official `load_pretrained`).
+
+    Interpolation is 1-D and independent per (head, agent) row; computed in FP32, returned in the input dtype.
+    """
+    axis = AGENT_WINDOW_BIAS_AXES[name]
+    rows = bias.float().movedim(axis, -1)
+    resized = F.interpolate(rows.reshape(1, -1, rows.shape[-1]), size=window, mode="linear", align_corners=False)
+    return resized.reshape(*rows.shape[:-1], window).movedim(-1, axis).to(bias.dtype)
 
 
 def _refresh_biases_after_load(module: nn.Module, incompatible_keys: Any) -> None:
     module.refresh_position_biases()
+
+
+class DeiTAgentAttention(nn.Module):
+    """Agent attention over (cls + w*w) tokens with `agent_num` agents pooled from the patch queries."""
+
+    pool_matrix: Tensor
+    agent_bias: Tensor
+    query_bias: Tensor
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        grid_size: int,
+        agent_num: int = 49,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        pool = int(round(agent_num**0.5))
+        if pool * pool != agent_num:
+            raise ModelConfigError(f"agent_num must be a square number (a p x p pooled grid), got {agent_num}")
+        if dim % num_heads:
+            raise ModelConfigError(f"embed dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.agent_num = agent_num
+        self.window = grid_size
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        w = grid_size
+        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, w, 1))
+        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, w))
+        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, w, 1, agent_num))
+        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, w, agent_num))
+        self.ac_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1))
+        self.ca_bias = nn.Parameter(torch.zeros(1, num_heads, 1, agent_num))
+        for bias in self.bias_parameters():
+            trunc_normal_(bias, std=0.02)
+        # AdaptiveAvgPool2d(p) over the w x w patch queries as one constant (a, w*w) matrix.
+        self.register_buffer("pool_matrix", adaptive_pool_matrix((w, w), (pool, pool)), persistent=False)
+        # The summed position biases used in eval mode: derived from the parameters, so not in the state_dict.
+        agent_bias, query_bias = self.position_biases()
+        self.register_buffer("agent_bias", agent_bias.detach(), persistent=False)
+        self.register_buffer("query_bias", query_bias.detach(), persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
+
+    def bias_parameters(self) -> list[nn.Parameter]:
+        return [self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias, self.ac_bias,
+                self.ca_bias]  # fmt: skip
+
+    def position_biases(self) -> tuple[Tensor, Tensor]:
+        """(agent -> key bias (h, a, 1 + n), query -> agent bias (h, 1 + n, a)) from the bias parameters."""
+        return agent_position_biases(
+            self.an_bias,
+            self.na_bias,
+            self.ah_bias,
+            self.aw_bias,
+            self.ha_bias,
+            self.wa_bias,
+            (self.window, self.window),
+            ac_bias=self.ac_bias,
+            ca_bias=self.ca_bias,
+        )
+
+    @torch.no_grad()
+    def refresh_position_biases(self) -> None:
+        """Recompute the eval-mode bias buffers (after loading weights or any edit of the bias parameters)."""
+        agent_bias, query_bias = self.position_biases()
+        self.agent_bias = agent_bias.to(self.agent_bias.dtype)
+        self.query_bias = query_bias.to(self.query_bias.dtype)
+
+    def train(self, mode: bool = True) -> DeiTAgentAttention:
+        super().train(mode)
+        if not mode:
+            self.refresh_position_biases()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        agents = self.pool_matrix @ q[:, 1:]  # (a, n) @ (B, n, C) -> (B, a, C)
+        agent_bias, query_bias = self.position_biases() if self.training else (self.agent_bias, self.query_bias)
+        x = ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
+        patches = v[:, 1:].transpose(1, 2).unflatten(-1, (self.window, self.window))
+        x = torch.cat([x[:, :1], x[:, 1:] + self.dwc(patches).flatten(2).transpose(1, 2)], dim=1)
+        return self.proj_drop(self.proj(x))
+
+
+class AgentDeiT(DeiT):
+    """Agent-DeiT: the first `agent_layers` blocks use agent attention (all when -1), the rest softmax attention."""
+
+    def __init__(
+        self,
+        *,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        agent_num: int = 49,
+        agent_layers: int = -1,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        num_agent_blocks = depth if agent_layers <= 0 else min(agent_layers, depth)
+
+        def block(index: int, drop_path: float, grid_size: int) -> nn.Module:
+            attn: nn.Module
+            if index < num_agent_blocks:
+                attn = DeiTAgentAttention(embed_dim, num_heads, grid_size, agent_num, qkv_bias, proj_drop=drop_rate)
+            else:
+                attn = Attention(embed_dim, num_heads, qkv_bias, proj_drop=drop_rate)
+            return Block(embed_dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path)
+
+        super().__init__(
+            block,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            embed_dim=embed_dim,
+            depth=depth,
+            class_token=True,
+            pos_embed=True,
+            global_pool="token",
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+        )
+        self.agent_layers = num_agent_blocks
+
+    def adapt_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+        """Resize pos_embed (bicubic) and the window-sized agent biases (linear) to this model's token grid."""
+        state, notes = super().adapt_checkpoint(state_dict)
+        resized, old_window = 0, 0
+        for index in range(self.agent_layers):
+            attn = self.blocks[index].attn
+            for name in AGENT_WINDOW_BIAS_AXES:
+                key = f"blocks.{index}.attn.{name}"
+                target = getattr(attn, name)
+                stored = state.get(key)
+                if stored is None or stored.shape == target.shape or stored.ndim != 5:
+                    continue
+                axis = AGENT_WINDOW_BIAS_AXES[name]
+                other_dims = [d for d in range(5) if d != axis]
+                if [stored.shape[d] for d in other_dims] != [target.shape[d] for d in other_dims]:
+                    continue  # different heads or agent count: the strict load reports it
+                old_window = stored.shape[axis]
+                state[key] = resize_agent_window_bias(stored, name, target.shape[axis])
+                resized += 1
+        if resized:
+            notes.append(
+                f"{resized} agent window biases (ah/aw/ha/wa) resized {old_window} -> {self.grid_size} (linear)"
+            )
+        return state, notes
+
+
+def _agent_deit_builder(**arch: Any):
+    def build(img_size: int, num_classes: int, **kwargs: Any) -> AgentDeiT:
+        return AgentDeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
+
+    return build
+
+
+for _name, _official, _dim, _heads, _agents, _agent_layers, _params in (
+    ("agent_deit_t", "agent_deit_tiny", 192, 3, 49, -1, 6.02),
+    ("agent_deit_s", "agent_deit_small", 384, 6, 49, -1, 22.65),
+    ("agent_deit_b", "agent_deit_base", 768, 12, 81, 4, 87.20),
+):
+    register_model(
+        ModelSpec(
+            name=_name,
+            family="agent",
+            backbone="deit",
+            builder=_agent_deit_builder(
+                patch_size=16, embed_dim=_dim, depth=12, num_heads=_heads, agent_num=_agents, agent_layers=_agent_layers
+            ),
+            default_img_size=224,
+            official_name=_official,
+            expected_params_m=_params,
+        )
+    )
+
+
+# --- Swin backbone ---
 
 
 class SwinAgentAttention(nn.Module):

@@ -108,10 +108,7 @@ def _register_in_timm(spec: ModelSpec) -> None:
             raise ModelNotFoundError(
                 f"{spec.name} has no bundled weights; pass checkpoint=PATH to vitrt.models.create_model"
             )
-        model = create_model(spec.name, **kwargs)
-        if not pretrained and spec.has_weights:
-            model = create_model(spec.name, pretrained=False, **kwargs)
-        return model
+        return create_model(spec.name, pretrained=pretrained, **kwargs)
 
     entrypoint.__name__ = spec.name
     entrypoint.__qualname__ = spec.name
