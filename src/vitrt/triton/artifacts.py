@@ -305,7 +305,8 @@ def _load_manifest(path: Path) -> Artifact:
             raise ArtifactError(f"{path}: 'metadata' must be a ModelMetadata object with 'model' and 'family'")
         metadata = ModelMetadata.from_dict(metadata_raw)
     library = data.get("plugin_library")
-    build_options = data.get("build_options") if isinstance(data.get("build_options"), dict) else {}
+    raw_options = data.get("build_options")
+    build_options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
     return Artifact(
         source=path,
         kind="plan",
