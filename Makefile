@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[all,dev]"
 	# The stubs declare a dependency on the real TensorRT wheel, which cannot be installed here.
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 	touch $(STAMP)

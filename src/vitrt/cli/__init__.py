@@ -31,7 +31,21 @@ _COMMAND_MODULES = [
     "vitrt.cli.parity",
     "vitrt.cli.plugins",
     "vitrt.cli.serve",
+    "vitrt.cli.triton",
 ]
+
+
+# Top-level modules of the optional extras: a command that needs a missing one ends with an install hint.
+_EXTRA_MODULES = {
+    "torch": "models",
+    "torchvision": "models",
+    "timm": "models",
+    "safetensors": "models",
+    "sklearn": "models",
+    "onnxscript": "export",
+    "onnxslim": "export",
+    "tensorrt": "tensorrt",
+}
 
 
 def _version_callback(value: bool) -> None:
@@ -62,3 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     except VitrtError as err:  # raised outside click's own handling (e.g. in callbacks)
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing not in _EXTRA_MODULES:
+            raise
+        extra = _EXTRA_MODULES[missing]
+        typer.echo(
+            f"error: this command needs {missing}, which is not installed: pip install 'vitrt[{extra}]'", err=True
+        )
+        sys.exit(2)
