@@ -28,6 +28,7 @@ demo: venv
 	$(VITRT) export $(DEMO_MODEL) --out $(OUT)/$(DEMO_MODEL).onnx
 	$(VITRT) parity --model $(DEMO_MODEL) --artifact $(OUT)/$(DEMO_MODEL).onnx --inputs demo-digits \
 		--report $(OUT)/$(DEMO_MODEL).parity
+	@echo "Serving $(DEMO_MODEL) on http://127.0.0.1:$(DEMO_PORT)/ (demo page; API at /docs, KServe v2 at /v2). Ctrl-C stops."
 	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
 
 # The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins; also the TensorRT plugin library when

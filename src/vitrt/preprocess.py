@@ -61,9 +61,9 @@ def resize_and_crop(image: Image.Image, size: tuple[int, int], crop_pct: float, 
 
 def normalize(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """RGB image -> float32 (3, H, W), scaled to [0, 1] then normalised."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+    normalized = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(normalized.transpose(2, 0, 1), dtype=np.float32)
 
 
 def preprocess_images(images: Sequence[Image.Image], metadata: ModelMetadata) -> np.ndarray:

@@ -69,13 +69,13 @@ def models_command(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"],
-            row["family"],
-            row["backbone"],
+            str(row["name"]),
+            str(row["family"]),
+            str(row["backbone"]),
             f"{row['params_m']:.2f}",
             str(row["img_size"]),
             str(row["num_classes"]),
             "yes (digits)" if row["trained_weights"] else "-",
-            row["official"],
+            str(row["official"]),
         )
     Console().print(table)

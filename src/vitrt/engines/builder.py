@@ -336,6 +336,7 @@ def build_engine(
         build_options={**asdict(options), "fp32_layers": fp32_layers, "timing_cache": str(cache_path or "none")},
         hardware_compatibility=options.hardware_compatibility,
         version_compatible=options.version_compatible,
+        ngc_release=os.environ.get("VITRT_NGC_RELEASE") or None,
         created=now_iso(),
     )
     manifest.save(manifest_path(engine_path))

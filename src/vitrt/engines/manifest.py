@@ -71,6 +71,8 @@ class EngineManifest:
     build_options: dict[str, Any] = field(default_factory=dict)
     hardware_compatibility: str = "none"
     version_compatible: bool = False
+    # NGC container release the engine was built in (e.g. "25.10"): picks the matching Triton image.
+    ngc_release: str | None = None
     created: str = ""
     format_version: int = MANIFEST_VERSION
 

@@ -8,23 +8,20 @@ Two kinds of artifact:
   profiles, TensorRT version, compute capability and plugin library from the manifest. The plan bytes are opaque
   here (no TensorRT on CPU machines) and are copied unchanged.
 
-The manifest is the one `vitrt build` writes (`vitrt.engines.manifest.EngineManifest`, format
-"vitrt-engine-manifest" version 1); this reader follows that schema field for field: `tensorrt_version`,
-`compute_capability`, `hardware_compatibility`, `version_compatible`, `engine_sha256` (checked against the plan),
-`inputs`/`outputs` (`name`, numpy `dtype`, `shape` with -1 for dynamic dims), `profiles` (one
-`{input: {min, opt, max}}` per optimisation profile), `metadata`, `plugin_library`/`plugin_sha256`/`plugin_ops`,
-and `ngc_release` (top level or in `build_options`): the NGC container release the engine was built in.
+The manifest is the one `vitrt build` writes, read with `vitrt.engines.manifest.EngineManifest`; its
+`engine_sha256` is checked against the plan, and `ngc_release` names the NGC container release the engine was
+built in (the image sets `VITRT_NGC_RELEASE`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vitrt.engines.base import TensorSpec
+from vitrt.engines.manifest import EngineManifest, sha256_file
 from vitrt.errors import ArtifactError
 from vitrt.metadata import ModelMetadata
 
@@ -271,96 +268,57 @@ def _all_tensors(model: Any) -> Iterator[Any]:
 
 
 # ----------------------------------------------------------------------------------------------- engine manifest
-MANIFEST_FORMAT = "vitrt-engine-manifest"
-MANIFEST_VERSION = 1
-
-
 def _load_manifest(path: Path) -> Artifact:
-    if not path.is_file():
-        raise ArtifactError(f"engine manifest not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(f"cannot read engine manifest {path}: {err}") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ArtifactError(f"{path} is not a vitrt engine manifest")
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ArtifactError(f"{path} has manifest format {version!r}; this vitrt reads up to {MANIFEST_VERSION}")
+    manifest = EngineManifest.load(path)
     plan = path.with_name(path.name.removesuffix(".json"))
     if plan == path or not plan.is_file():
         raise ArtifactError(f"{path}: the plan it describes is missing ({plan})")
-    expected_sha = data.get("engine_sha256")
-    if not expected_sha:
-        raise ArtifactError(f"{path} is malformed (missing engine_sha256)")
-    if _sha256(plan) != str(expected_sha).lower():
+    if sha256_file(plan) != manifest.engine_sha256.lower():
         raise ArtifactError(f"{path.name} describes a different engine than {plan.name} (sha256 differs)")
-
-    inputs = _tensors(path, data, "inputs")
-    outputs = _tensors(path, data, "outputs")
-    metadata_raw = data.get("metadata")
-    metadata = None
-    if metadata_raw is not None:
-        if not isinstance(metadata_raw, dict) or "model" not in metadata_raw or "family" not in metadata_raw:
-            raise ArtifactError(f"{path}: 'metadata' must be a ModelMetadata object with 'model' and 'family'")
-        metadata = ModelMetadata.from_dict(metadata_raw)
-    library = data.get("plugin_library")
-    raw_options = data.get("build_options")
-    build_options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
+    inputs = _tensors(path, manifest.inputs, "inputs")
+    outputs = _tensors(path, manifest.outputs, "outputs")
+    library = manifest.plugin_library
     return Artifact(
         source=path,
         kind="plan",
         model_file=plan,
         inputs=inputs,
         outputs=outputs,
-        metadata=metadata,
-        profiles=_profiles(path, data, inputs),
-        tensorrt_version=_opt_str(data.get("tensorrt_version")),
-        compute_capability=_compute_capability(path, data.get("compute_capability")),
-        hardware_compatibility=str(data.get("hardware_compatibility") or "none"),
-        ngc_release=_opt_str(data.get("ngc_release") or build_options.get("ngc_release")),
-        version_compatible=bool(data.get("version_compatible")),
+        metadata=manifest.model_metadata(),
+        profiles=_profiles(path, manifest.profiles, inputs),
+        tensorrt_version=manifest.tensorrt_version,
+        compute_capability=_compute_capability(path, manifest.compute_capability),
+        hardware_compatibility=manifest.hardware_compatibility,
+        ngc_release=manifest.ngc_release or _opt_str(manifest.build_options.get("ngc_release")),
+        version_compatible=manifest.version_compatible,
         plugin_library=(path.parent / library) if library else None,  # absolute paths stay as they are
-        plugin_sha256=_opt_str(data.get("plugin_sha256")),
-        plugin_ops=tuple(str(op) for op in data.get("plugin_ops") or ()),
+        plugin_sha256=manifest.plugin_sha256,
+        plugin_ops=tuple(manifest.plugin_ops),
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _tensors(path: Path, data: Mapping[str, Any], key: str) -> tuple[TensorInfo, ...]:
-    raw = data.get(key)
-    if not isinstance(raw, list) or not raw:
+def _tensors(path: Path, specs: Sequence[TensorSpec], key: str) -> tuple[TensorInfo, ...]:
+    if not specs:
         raise ArtifactError(f"{path}: '{key}' must be a non-empty list of {{name, dtype, shape}}")
     tensors = []
-    for item in raw:
-        if not isinstance(item, dict) or not {"name", "dtype", "shape"} <= set(item):
-            raise ArtifactError(f"{path}: every entry of '{key}' needs name, dtype and shape, got {item!r}")
-        dtype = str(item["dtype"])
-        if dtype not in _NUMPY_DTYPES:
-            raise ArtifactError(f"{path}: tensor {item['name']!r} has unknown dtype {dtype!r}")
-        shape = item["shape"]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= -1 for d in shape):
-            raise ArtifactError(f"{path}: tensor {item['name']!r} has an invalid shape {shape!r}")
-        tensors.append(TensorInfo(str(item["name"]), dtype, tuple(None if d == -1 else d for d in shape)))
+    for spec in specs:
+        if spec.dtype not in _NUMPY_DTYPES:
+            raise ArtifactError(f"{path}: tensor {spec.name!r} has unknown dtype {spec.dtype!r}")
+        if not all(d is None or (isinstance(d, int) and d >= 0) for d in spec.shape):
+            raise ArtifactError(f"{path}: tensor {spec.name!r} has an invalid shape {list(spec.shape)!r}")
+        tensors.append(TensorInfo(spec.name, spec.dtype, tuple(spec.shape)))
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         raise ArtifactError(f"{path}: duplicate tensor names in '{key}'")
     return tuple(tensors)
 
 
-def _profiles(path: Path, data: Mapping[str, Any], inputs: tuple[TensorInfo, ...]) -> tuple[dict[str, ShapeRange], ...]:
-    raw = data.get("profiles") or []
+def _profiles(path: Path, raw: Any, inputs: tuple[TensorInfo, ...]) -> tuple[dict[str, ShapeRange], ...]:
+    raw = raw or []
     if not isinstance(raw, list):
         raise ArtifactError(f"{path}: 'profiles' must be a list (one entry per optimisation profile)")
     profiles = []
