@@ -8,12 +8,17 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from vitrt import __version__
 from vitrt.errors import VitrtError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="vitrt",
@@ -46,6 +51,16 @@ _EXTRA_MODULES = {
     "onnxslim": "export",
     "tensorrt": "tensorrt",
 }
+
+
+def make_console(*, stderr: bool = False, **kwargs: Any) -> Console:
+    """A rich console for command output; logs and pipes get 140 columns so report tables are not truncated."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, **kwargs)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 140
+    return console
 
 
 def _version_callback(value: bool) -> None:

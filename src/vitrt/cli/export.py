@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vitrt.cli import app
+from vitrt.cli import app, make_console
 
 _MODEL_HELP = (
     "A zoo name (`vitrt models`; *_digits names export their trained weights, others random weights unless "
@@ -63,12 +63,11 @@ def export_command(
     report: Annotated[Path | None, typer.Option("--report", help="Also write the export report as JSON.")] = None,
 ) -> None:
     """Export a model to ONNX and prove it matches PyTorch before returning."""
-    from rich.console import Console
 
     from vitrt.errors import ExportError
     from vitrt.export.zoo import export_zoo_model
 
-    console = Console(stderr=True, log_path=False)
+    console = make_console(stderr=True, log_path=False)
     batch_value = _parse_batch(batch)
     if report is not None and report.is_dir():
         raise ExportError(f"--report {report} is a directory")
@@ -96,7 +95,7 @@ def export_command(
             exporter=exporter,
             progress=progress,
         )
-    _print_result(result, Console())
+    _print_result(result, make_console())
     if report is not None:
         try:
             report.write_text(json.dumps(result.to_dict(), indent=2))

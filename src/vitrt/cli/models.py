@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from vitrt.cli import app
+from vitrt.cli import app, make_console
 
 
 def count_parameters_m(name: str) -> float:
@@ -28,7 +28,6 @@ def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the model zoo: family, parameters, default input size and bundled trained weights."""
-    from rich.console import Console
     from rich.table import Table
 
     from vitrt.errors import VitrtError
@@ -78,4 +77,4 @@ def models_command(
             "yes (digits)" if row["trained_weights"] else "-",
             str(row["official"]),
         )
-    Console().print(table)
+    make_console().print(table)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vitrt.cli import app
+from vitrt.cli import app, make_console
 
 
 @app.command("parity")
@@ -42,7 +42,6 @@ def parity_command(
     ),
 ) -> None:
     """Check that an exported artifact matches its PyTorch model (exit 3 when over budget)."""
-    from rich.console import Console
 
     from vitrt.cli.logs import configure_logging
     from vitrt.errors import ValidationError
@@ -74,7 +73,7 @@ def parity_command(
         allow_mismatch=ignore_manifest_mismatch,
         report=report,
     )
-    result.print(Console())
+    result.print(make_console())
     if report is not None:
         base = report.with_suffix("") if report.suffix in (".md", ".json") else report
         typer.echo(f"report: {base}.md, {base}.json")
