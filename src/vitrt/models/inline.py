@@ -18,7 +18,7 @@ from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens
 from vitrt.models.backbones.deit import Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
 from vitrt.models.backbones.swin import SwinTransformer
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 # --- DeiT backbone ---
 # InLine-DeiT (official `models/inline_deit.py`): every block is an InLine block; cls token, absolute position
@@ -100,29 +100,20 @@ class InLineDeiT(DeiT):
         )
 
 
-def _inline_deit_builder(**arch: Any):
-    def build(img_size: int, num_classes: int, **kwargs: Any) -> InLineDeiT:
-        return InLineDeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
-
-    return build
-
-
-for _name, _official, _dim, _heads, _size, _params in (
-    ("inline_deit_t", "inline_deit_tiny", 192, 6, 224, 6.48),
-    ("inline_deit_s", "inline_deit_small", 320, 10, 288, 16.73),
-    ("inline_deit_b", "inline_deit_base", 384, 12, 448, 23.80),
-):
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="inline",
-            backbone="deit",
-            builder=_inline_deit_builder(patch_size=16, embed_dim=_dim, depth=12, num_heads=_heads),
-            default_img_size=_size,
-            official_name=_official,
-            expected_params_m=_params,
-        )
-    )
+register_variants(
+    "inline",
+    "deit",
+    InLineDeiT,
+    {
+        "inline_deit_t": Variant("inline_deit_tiny", 6.48, dict(patch_size=16, embed_dim=192, depth=12, num_heads=6)),
+        "inline_deit_s": Variant(
+            "inline_deit_small", 16.73, dict(patch_size=16, embed_dim=320, depth=12, num_heads=10), img_size=288
+        ),
+        "inline_deit_b": Variant(
+            "inline_deit_base", 23.80, dict(patch_size=16, embed_dim=384, depth=12, num_heads=12), img_size=448
+        ),
+    },
+)
 
 # Demo model trained on the digits data (weights ship in vitrt/models/weights/): cls token + a 4x4 grid of 8x8
 # patches (each covers 2x2 pixels of the original 8x8 digit).
@@ -131,7 +122,7 @@ register_model(
         name="inline_digits",
         family="inline",
         backbone="deit",
-        builder=_inline_deit_builder(patch_size=8, embed_dim=64, depth=4, num_heads=4),
+        builder=partial(InLineDeiT, patch_size=8, embed_dim=64, depth=4, num_heads=4),
         default_img_size=32,
         num_classes=10,
         mean=(0.5, 0.5, 0.5),
@@ -206,39 +197,28 @@ class InLineSwinTransformer(SwinTransformer):
         )
 
 
-_INLINE_SWIN_VARIANTS = {
-    "inline_swin_t": dict(
-        embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="IIIS", drop_path_rate=0.2
-    ),
-    "inline_swin_s": dict(
-        embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="IISS", drop_path_rate=0.3
-    ),
-    "inline_swin_b": dict(
-        embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="IIMS2", drop_path_rate=0.5
-    ),
-}
-_INLINE_SWIN_PARAMS_M = {"inline_swin_t": 29.2, "inline_swin_s": 49.8, "inline_swin_b": 88.4}
-
-
-def _inline_swin_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> InLineSwinTransformer:
-        return InLineSwinTransformer(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _INLINE_SWIN_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="inline",
-            backbone="swin",
-            builder=_inline_swin_builder(_variant),
-            default_img_size=224,
-            official_name=f"inline_swin (cfgs/{_name}.yaml)",
-            expected_params_m=_INLINE_SWIN_PARAMS_M[_name],
-        )
-    )
+register_variants(
+    "inline",
+    "swin",
+    InLineSwinTransformer,
+    {
+        "inline_swin_t": Variant(
+            "inline_swin (cfgs/inline_swin_t.yaml)",
+            29.2,
+            dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="IIIS", drop_path_rate=0.2),
+        ),
+        "inline_swin_s": Variant(
+            "inline_swin (cfgs/inline_swin_s.yaml)",
+            49.8,
+            dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="IISS", drop_path_rate=0.3),
+        ),
+        "inline_swin_b": Variant(
+            "inline_swin (cfgs/inline_swin_b.yaml)",
+            88.4,
+            dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="IIMS2", drop_path_rate=0.5),
+        ),
+    },
+)
 
 
 # --- PVT / CSwin shared: global InLine attention ---
@@ -290,47 +270,29 @@ class InLinePvtAttention(_GlobalInLineAttention):
         return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1))))
 
 
-_INLINE_PVT = {
-    "t": ("inline_pvt_tiny", (2, 2, 2, 2), 12.03),
-    "s": ("inline_pvt_small", (3, 4, 6, 3), 21.56),
-    "m": ("inline_pvt_medium", (3, 4, 18, 3), 37.62),
-    # The README lists 50.2M; the official code (and vitrt) gives 51.15M.
-    "l": ("inline_pvt_large", (3, 8, 27, 3), 51.15),
-}
-
-
-def _build_inline_pvt(
-    img_size: int = 224, num_classes: int = 1000, *, name: str, depths: tuple[int, ...], **kwargs: Any
-) -> PyramidVisionTransformer:
+def _build_inline_pvt(**kwargs: Any) -> PyramidVisionTransformer:
     drop = kwargs.get("drop_rate", 0.0)
 
     def attention(stage: int, dim: int, heads: int, grid: tuple[int, int]) -> nn.Module:
         return InLinePvtAttention(dim, heads, grid, proj_drop=drop)
 
     # InLine-PVT uses head dim 32: heads 2-4-10-16 instead of PVT's 1-2-5-8.
-    return PyramidVisionTransformer(
-        attention,
-        name=name,
-        img_size=img_size,
-        num_classes=num_classes,
-        num_heads=(2, 4, 10, 16),
-        depths=depths,
-        **kwargs,
-    )
+    return PyramidVisionTransformer(attention, num_heads=(2, 4, 10, 16), **kwargs)
 
 
-for _pvt_size, (_pvt_official, _pvt_depths, _pvt_params) in _INLINE_PVT.items():
-    register_model(
-        ModelSpec(
-            name=f"inline_pvt_{_pvt_size}",
-            family="inline",
-            backbone="pvt",
-            builder=partial(_build_inline_pvt, name=f"inline_pvt_{_pvt_size}", depths=_pvt_depths),
-            default_img_size=224,
-            official_name=_pvt_official,
-            expected_params_m=_pvt_params,
-        )
-    )
+register_variants(
+    "inline",
+    "pvt",
+    _build_inline_pvt,
+    {
+        "inline_pvt_t": Variant("inline_pvt_tiny", 12.03, dict(depths=(2, 2, 2, 2))),
+        "inline_pvt_s": Variant("inline_pvt_small", 21.56, dict(depths=(3, 4, 6, 3))),
+        "inline_pvt_m": Variant("inline_pvt_medium", 37.62, dict(depths=(3, 4, 18, 3))),
+        # The README lists 50.2M; the official code (and vitrt) gives 51.15M.
+        "inline_pvt_l": Variant("inline_pvt_large", 51.15, dict(depths=(3, 8, 27, 3))),
+    },
+    pass_name=True,
+)
 
 
 # --- CSwin backbone ---
@@ -354,35 +316,27 @@ class InLineCSwinAttention(_GlobalInLineAttention):
         return self.inline_attention(q, k, v, block_mean) + lepe
 
 
-_INLINE_CSWIN = {
-    "t": ("inline_cswin_tiny", 64, (2, 4, 18, 1), (2, 4, 8, 16), 20.6),
-    "s": ("inline_cswin_small", 64, (3, 6, 29, 2), (2, 4, 8, 16), 33.0),
-    "b": ("inline_cswin_base", 96, (3, 6, 29, 2), (4, 8, 16, 32), 73.4),
-}
-
-
-def _build_inline_cswin(img_size: int = 224, num_classes: int = 1000, *, name: str, **kwargs: Any) -> CSWinTransformer:
+def _build_inline_cswin(**kwargs: Any) -> CSWinTransformer:
     def branch(stage: int, dim: int, heads: int, resolution: int) -> nn.Module:
         return InLineCSwinAttention(dim, heads, resolution)
 
-    return CSWinTransformer(branch, name=name, img_size=img_size, num_classes=num_classes, **kwargs)
+    return CSWinTransformer(branch, **kwargs)
 
 
-for _cswin_size, (_cswin_official, _cswin_dim, _cswin_depths, _cswin_heads, _cswin_params) in _INLINE_CSWIN.items():
-    register_model(
-        ModelSpec(
-            name=f"inline_cswin_{_cswin_size}",
-            family="inline",
-            backbone="cswin",
-            builder=partial(
-                _build_inline_cswin,
-                name=f"inline_cswin_{_cswin_size}",
-                embed_dim=_cswin_dim,
-                depths=_cswin_depths,
-                num_heads=_cswin_heads,
-            ),
-            default_img_size=224,
-            official_name=_cswin_official,
-            expected_params_m=_cswin_params,
-        )
-    )
+register_variants(
+    "inline",
+    "cswin",
+    _build_inline_cswin,
+    {
+        "inline_cswin_t": Variant(
+            "inline_cswin_tiny", 20.6, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))
+        ),
+        "inline_cswin_s": Variant(
+            "inline_cswin_small", 33.0, dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16))
+        ),
+        "inline_cswin_b": Variant(
+            "inline_cswin_base", 73.4, dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
+        ),
+    },
+    pass_name=True,
+)

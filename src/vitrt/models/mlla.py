@@ -10,7 +10,7 @@ act_proj, dwc, attn.{qk, lepe, rope.rotations}, out_proj, cpe2, norm2, mlp}`, `l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
 import torch
 from timm.layers import DropPath, Mlp
@@ -20,7 +20,7 @@ from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
 from vitrt.models.backbones.swin import AdaptLog, adapt_state_dict, init_weights, replace_buffer_entry
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 
 def tokens_to_map(x: Tensor, height: int, width: int) -> Tensor:
@@ -291,33 +291,28 @@ class MLLA(nn.Module):
         return adapt_state_dict(self, state_dict)
 
 
-_MLLA_VARIANTS = {
-    "mlla_t": dict(embed_dim=64, depths=(2, 4, 8, 4), num_heads=(2, 4, 8, 16), drop_path_rate=0.2),
-    "mlla_s": dict(embed_dim=64, depths=(3, 6, 21, 6), num_heads=(2, 4, 8, 16), drop_path_rate=0.3),
-    "mlla_b": dict(embed_dim=96, depths=(3, 6, 21, 6), num_heads=(3, 6, 12, 24), drop_path_rate=0.5),
-}
-_MLLA_PARAMS_M = {"mlla_t": 24.4, "mlla_s": 43.0, "mlla_b": 96.0}
-
-
-def _mlla_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> MLLA:
-        return MLLA(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _MLLA_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="mlla",
-            backbone="mlla",
-            builder=_mlla_builder(_variant),
-            default_img_size=224,
-            official_name=f"mlla (cfgs/{_name}.yaml)",
-            expected_params_m=_MLLA_PARAMS_M[_name],
-        )
-    )
+register_variants(
+    "mlla",
+    "mlla",
+    MLLA,
+    {
+        "mlla_t": Variant(
+            "mlla (cfgs/mlla_t.yaml)",
+            24.4,
+            dict(embed_dim=64, depths=(2, 4, 8, 4), num_heads=(2, 4, 8, 16), drop_path_rate=0.2),
+        ),
+        "mlla_s": Variant(
+            "mlla (cfgs/mlla_s.yaml)",
+            43.0,
+            dict(embed_dim=64, depths=(3, 6, 21, 6), num_heads=(2, 4, 8, 16), drop_path_rate=0.3),
+        ),
+        "mlla_b": Variant(
+            "mlla (cfgs/mlla_b.yaml)",
+            96.0,
+            dict(embed_dim=96, depths=(3, 6, 21, 6), num_heads=(3, 6, 12, 24), drop_path_rate=0.5),
+        ),
+    },
+)
 
 # Trained demo: 8x8 -> 4x4 -> 2x2 token maps after the stride-4 stem.
 register_model(
@@ -325,7 +320,7 @@ register_model(
         name="mlla_digits",
         family="mlla",
         backbone="mlla",
-        builder=_mlla_builder(dict(embed_dim=32, depths=(2, 2, 1), num_heads=(2, 4, 8), drop_path_rate=0.05)),
+        builder=partial(MLLA, embed_dim=32, depths=(2, 2, 1), num_heads=(2, 4, 8), drop_path_rate=0.05),
         default_img_size=32,
         official_name="mlla (demo configuration)",
         num_classes=10,
