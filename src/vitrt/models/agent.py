@@ -23,11 +23,11 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import resize_entry
+from vitrt.models.backbones.common import resize_entry, trunc_normal_init
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.deit import Attention, Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, trunc_normal_init
+from vitrt.models.backbones.swin import AdaptLog, SwinTransformer
 from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 

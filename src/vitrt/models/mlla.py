@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.swin import AdaptLog, adapt_state_dict, init_weights, replace_buffer_entry
+from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, replace_buffer_entry
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 
@@ -213,9 +213,9 @@ class BasicLayer(nn.Module):
         return self.downsample(x) if self.downsample is not None else x
 
 
-class MLLA(nn.Module):
+class MLLA(HierarchicalClassifier):
     """MLLA classifier (`mlla`): convolutional stem, four MLLA stages with MBConv downsampling, LayerNorm, mean pool,
-    linear head.
+    linear head. A checkpoint from another resolution only needs its RoPE `rotations` recomputed.
 
     Args:
         img_size: square input size, a multiple of 4 * 2**(stages-1) (32 for four stages).
@@ -271,24 +271,7 @@ class MLLA(nn.Module):
             downsample = PatchMerging((side, side), dim) if i < stages - 1 else None
             layers.append(BasicLayer(blocks, downsample))
         self.layers = nn.ModuleList(layers)
-        self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_weights)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Pooled features (B, num_features)."""
-        x = self.pos_drop(self.patch_embed(x))
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x).mean(dim=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
-
-    def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Fit a checkpoint saved at another resolution: the RoPE `rotations` buffers are recomputed for this one
-        (MLLA has no other resolution-tied tensors)."""
-        return adapt_state_dict(self, state_dict)
+        self.init_head(num_classes)
 
 
 register_variants(
