@@ -20,45 +20,62 @@ from vitrt.models.backbones.pvt import PyramidVisionTransformer
 from vitrt.models.backbones.swin import SwinTransformer
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
-# --- DeiT backbone ---
-# InLine-DeiT (official `models/inline_deit.py`): every block is an InLine block; cls token, absolute position
-# embedding and a cls-token head as in a standard DeiT, with unusual widths (T 192/6 heads, S 320/10, B 384/12).
+# --- Shared by every backbone: the InLine attention core ---
 
 
-class DeiTInLineAttention(nn.Module):
-    """InLine attention over (cls + H*W) tokens; the local residual acts on the patch tokens only."""
+class _InLineAttentionCore(nn.Module):
+    """The InLine op plus the official `residual` MLP (grouped 1x1 convs `residual.{0,2}`), which turns the
+    per-sample token mean into a 3x3 kernel per channel; the op applies it to v (batch-dynamic, no grouped conv
+    with runtime groups) together with the injective linear attention. Subclasses add their projections first and
+    then call `_init_inline`, which keeps the official parameter order."""
 
-    def __init__(self, dim: int, num_heads: int, grid_size: int, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
-        super().__init__()
+    def _init_inline(self, dim: int, num_heads: int) -> None:
         self.dim = dim
         self.num_heads = num_heads
-        self.grid_size = grid_size
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        # Predicts a per-sample, per-channel 3x3 kernel from the token mean (grouped by head).
         self.residual = nn.Sequential(
             nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
             nn.GELU(),
             nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+    def inline_attention(
+        self, q: Tensor, k: Tensor, v: Tensor, token_mean: Tensor, height: int, width: int, num_prefix_tokens: int = 0
+    ) -> Tensor:
         # (B, 9C, 1) -> (B, C, 9): channel c's taps are rows 9c..9c+8, row-major over the 3x3 window.
-        local_kernel = self.residual(x.mean(dim=1).unsqueeze(-1)).squeeze(-1).unflatten(-1, (self.dim, 9))
-        x = ops.inline_attention(
+        local_kernel = self.residual(token_mean.unsqueeze(-1)).reshape(-1, self.dim, 9)
+        return ops.inline_attention(
             q,
             k,
             v,
             local_kernel,
             num_heads=self.num_heads,
-            height=self.grid_size,
-            width=self.grid_size,
-            num_prefix_tokens=1,
+            height=height,
+            width=width,
+            num_prefix_tokens=num_prefix_tokens,
             scale=self.scale,
         )
+
+
+# --- DeiT backbone ---
+# InLine-DeiT (official `models/inline_deit.py`): every block is an InLine block; cls token, absolute position
+# embedding and a cls-token head as in a standard DeiT, with unusual widths (T 192/6 heads, S 320/10, B 384/12).
+
+
+class DeiTInLineAttention(_InLineAttentionCore):
+    """InLine attention over (cls + H*W) tokens; the local residual acts on the patch tokens only."""
+
+    def __init__(self, dim: int, num_heads: int, grid_size: int, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.grid_size = grid_size
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self._init_inline(dim, num_heads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        x = self.inline_attention(q, k, v, x.mean(dim=1), self.grid_size, self.grid_size, num_prefix_tokens=1)
         return self.proj_drop(self.proj(x))
 
 
@@ -137,9 +154,9 @@ register_model(
 # --- Swin backbone ---
 
 
-class SwinInLineAttention(nn.Module):
+class SwinInLineAttention(_InLineAttentionCore):
     """InLine attention over one (usually whole-map) window; keys as the official Swin `InLineAttention`:
-    `qkv`, `proj`, `residual.{0,2}` (grouped 1x1 convs predicting 9 taps per channel from the token mean).
+    `qkv`, `proj`, `residual.{0,2}`.
 
     The official class also offers relu/leakyrelu/exp kernels; every released model uses the identity kernel,
     which is the only one implemented here.
@@ -149,28 +166,16 @@ class SwinInLineAttention(nn.Module):
         self, dim: int, window_size: tuple[int, int], num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0
     ):
         super().__init__()
-        self.dim = dim
         self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.residual = nn.Sequential(
-            nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
-            nn.GELU(),
-            nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
-        )
+        self._init_inline(dim, num_heads)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         # `mask` is accepted for the block interface and ignored, as in the official code.
-        height, width = self.window_size
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        local_kernel = self.residual(x.mean(dim=1).unsqueeze(-1)).reshape(-1, self.dim, 9)
-        x = ops.inline_attention(
-            q, k, v, local_kernel, num_heads=self.num_heads, height=height, width=width, scale=self.scale
-        )
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1), *self.window_size)))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
@@ -221,37 +226,10 @@ register_variants(
 )
 
 
-# --- PVT / CSwin shared: global InLine attention ---
-
-
-class _GlobalInLineAttention(nn.Module):
-    """InLine attention over a whole (H, W) token grid. The residual MLP (`residual.{0,2}`, grouped 1x1 convs)
-    turns a per-sample channel mean into per-channel 3x3 taps; the op applies them to v (batch-dynamic, no
-    grouped conv with runtime groups) together with the injective linear attention."""
-
-    def _init_inline(self, dim: int, num_heads: int, grid: tuple[int, int]) -> None:
-        self.dim = dim
-        self.num_heads = num_heads
-        self.grid = grid
-        self.scale = (dim // num_heads) ** -0.5
-        self.residual = nn.Sequential(
-            nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
-            nn.GELU(),
-            nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
-        )
-
-    def inline_attention(self, q: Tensor, k: Tensor, v: Tensor, channel_mean: Tensor) -> Tensor:
-        taps = self.residual(channel_mean.unsqueeze(-1)).reshape(-1, self.dim, 9)
-        height, width = self.grid
-        return ops.inline_attention(
-            q, k, v, taps, num_heads=self.num_heads, height=height, width=width, scale=self.scale
-        )
-
-
 # --- PVT backbone ---
 
 
-class InLinePvtAttention(_GlobalInLineAttention):
+class InLinePvtAttention(_InLineAttentionCore):
     """InLine-PVT attention (sr_ratio 1): q, kv, InLine attention with the local residual from mean(x), proj."""
 
     def __init__(
@@ -262,12 +240,13 @@ class InLinePvtAttention(_GlobalInLineAttention):
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self._init_inline(dim, num_heads, grid)
+        self.grid = grid
+        self._init_inline(dim, num_heads)
 
     def forward(self, x: Tensor) -> Tensor:
         q = self.q(x)
         k, v = self.kv(x).chunk(2, dim=-1)
-        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1))))
+        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1), *self.grid)))
 
 
 def _build_inline_pvt(**kwargs: Any) -> PyramidVisionTransformer:
@@ -298,7 +277,7 @@ register_variants(
 # --- CSwin backbone ---
 
 
-class InLineCSwinAttention(_GlobalInLineAttention):
+class InLineCSwinAttention(_InLineAttentionCore):
     """InLine-CSwin global branch: InLine attention + CSwin's LePE (`get_v`). Its local kernel comes from the mean
     of the BLOCK INPUT (before norm1), sliced to this branch's channels by the block."""
 
@@ -307,13 +286,14 @@ class InLineCSwinAttention(_GlobalInLineAttention):
     def __init__(self, dim: int, num_heads: int, resolution: int) -> None:
         super().__init__()
         self.get_v = nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, groups=dim)
-        self._init_inline(dim, num_heads, (resolution, resolution))
+        self.grid = (resolution, resolution)
+        self._init_inline(dim, num_heads)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, block_mean: Tensor | None = None) -> Tensor:
         if block_mean is None:
             raise ValueError("InLineCSwinAttention needs the mean of the block input")
         lepe = map_to_tokens(self.get_v(tokens_to_map(v, *self.grid)))
-        return self.inline_attention(q, k, v, block_mean) + lepe
+        return self.inline_attention(q, k, v, block_mean, *self.grid) + lepe
 
 
 def _build_inline_cswin(**kwargs: Any) -> CSWinTransformer:
