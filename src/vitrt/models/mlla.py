@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, replace_buffer_entry
+from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, SwinStage, replace_buffer_entry
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 
@@ -199,20 +199,6 @@ class PatchMerging(nn.Module):
         return map_to_tokens(self.conv(tokens_to_map(x, *self.input_resolution)))
 
 
-class BasicLayer(nn.Module):
-    """One MLLA stage: `blocks` and an optional `downsample`."""
-
-    def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None):
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.downsample(x) if self.downsample is not None else x
-
-
 class MLLA(HierarchicalClassifier):
     """MLLA classifier (`mlla`): convolutional stem, four MLLA stages with MBConv downsampling, LayerNorm, mean pool,
     linear head. A checkpoint from another resolution only needs its RoPE `rotations` recomputed.
@@ -269,7 +255,7 @@ class MLLA(HierarchicalClassifier):
                 for j in range(depth)
             ]
             downsample = PatchMerging((side, side), dim) if i < stages - 1 else None
-            layers.append(BasicLayer(blocks, downsample))
+            layers.append(SwinStage(blocks, downsample))
         self.layers = nn.ModuleList(layers)
         self.init_head(num_classes)
 

@@ -273,7 +273,7 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """A stage (the official `BasicLayer`): `blocks` and an optional `downsample`."""
+    """A Swin or MLLA stage (the official `BasicLayer`): `blocks` and an optional `downsample`."""
 
     def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None):
         super().__init__()
