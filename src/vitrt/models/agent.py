@@ -23,13 +23,13 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import resize_entry
+from vitrt.models.backbones.common import resize_entry, trunc_normal_init
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.deit import Attention, Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, trunc_normal_init
+from vitrt.models.backbones.swin import AdaptLog, SwinTransformer
 from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 # --- DeiT backbone ---
 # Agent-DeiT (official `agent_transformer/models/agent_deit.py`): the cls token is kept; agents are pooled from the
@@ -219,31 +219,24 @@ class AgentDeiT(DeiT):
         return state, notes
 
 
-def _agent_deit_builder(**arch: Any):
-    def build(img_size: int, num_classes: int, **kwargs: Any) -> AgentDeiT:
-        return AgentDeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
-
-    return build
-
-
-for _name, _official, _dim, _heads, _agents, _agent_layers, _params in (
-    ("agent_deit_t", "agent_deit_tiny", 192, 3, 49, -1, 6.02),
-    ("agent_deit_s", "agent_deit_small", 384, 6, 49, -1, 22.65),
-    ("agent_deit_b", "agent_deit_base", 768, 12, 81, 4, 87.20),
-):
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="agent",
-            backbone="deit",
-            builder=_agent_deit_builder(
-                patch_size=16, embed_dim=_dim, depth=12, num_heads=_heads, agent_num=_agents, agent_layers=_agent_layers
-            ),
-            default_img_size=224,
-            official_name=_official,
-            expected_params_m=_params,
-        )
-    )
+register_variants(
+    "agent",
+    "deit",
+    AgentDeiT,
+    {
+        "agent_deit_t": Variant(
+            "agent_deit_tiny", 6.02, dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, agent_num=49)
+        ),
+        "agent_deit_s": Variant(
+            "agent_deit_small", 22.65, dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, agent_num=49)
+        ),
+        "agent_deit_b": Variant(
+            "agent_deit_base",
+            87.20,
+            dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, agent_num=81, agent_layers=4),
+        ),
+    },
+)
 
 
 # --- Swin backbone ---
@@ -373,39 +366,28 @@ class AgentSwinTransformer(SwinTransformer):
         )
 
 
-_AGENT_SWIN_VARIANTS = {
-    "agent_swin_t": dict(
-        embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="AAAB", drop_path_rate=0.2
-    ),
-    "agent_swin_s": dict(
-        embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="AABB", drop_path_rate=0.3
-    ),
-    "agent_swin_b": dict(
-        embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="AAMB2", drop_path_rate=0.5
-    ),
-}
-_AGENT_SWIN_PARAMS_M = {"agent_swin_t": 28.9, "agent_swin_s": 49.7, "agent_swin_b": 88.1}
-
-
-def _agent_swin_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> AgentSwinTransformer:
-        return AgentSwinTransformer(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _AGENT_SWIN_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="agent",
-            backbone="swin",
-            builder=_agent_swin_builder(_variant),
-            default_img_size=224,
-            official_name=f"agent_swin (agent_transformer/cfgs/{_name}.yaml)",
-            expected_params_m=_AGENT_SWIN_PARAMS_M[_name],
-        )
-    )
+register_variants(
+    "agent",
+    "swin",
+    AgentSwinTransformer,
+    {
+        "agent_swin_t": Variant(
+            "agent_swin (agent_transformer/cfgs/agent_swin_t.yaml)",
+            28.9,
+            dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="AAAB", drop_path_rate=0.2),
+        ),
+        "agent_swin_s": Variant(
+            "agent_swin (agent_transformer/cfgs/agent_swin_s.yaml)",
+            49.7,
+            dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="AABB", drop_path_rate=0.3),
+        ),
+        "agent_swin_b": Variant(
+            "agent_swin (agent_transformer/cfgs/agent_swin_b.yaml)",
+            88.1,
+            dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="AAMB2", drop_path_rate=0.5),
+        ),
+    },
+)
 
 # Trained demo: stage 1 pools a 16x16 map into 3x3 agents (non-divisible bins), stage 3 is shifted-window softmax.
 register_model(
@@ -413,17 +395,16 @@ register_model(
         name="agent_digits",
         family="agent",
         backbone="swin",
-        builder=_agent_swin_builder(
-            dict(
-                patch_size=4,
-                embed_dim=32,
-                depths=(2, 2, 2),
-                num_heads=(2, 4, 8),
-                attn_type="AMB1",
-                agent_num=(9, 4, 4),
-                softmax_window_size=2,
-                drop_path_rate=0.05,
-            )
+        builder=partial(
+            AgentSwinTransformer,
+            patch_size=4,
+            embed_dim=32,
+            depths=(2, 2, 2),
+            num_heads=(2, 4, 8),
+            attn_type="AMB1",
+            agent_num=(9, 4, 4),
+            softmax_window_size=2,
+            drop_path_rate=0.05,
         ),
         default_img_size=32,
         official_name="agent_swin (demo configuration)",
@@ -549,51 +530,29 @@ class AgentPvtAttention(_GlobalAgentAttention):
 
 
 _AGENT_NUMS = (9, 16, 49, 49)
-_AGENT_PVT = {
-    "t": ("agent_pvt_tiny", (2, 2, 2, 2), 11.57),
-    "s": ("agent_pvt_small", (3, 4, 6, 3), 20.64),
-    "m": ("agent_pvt_medium", (3, 4, 18, 3), 35.92),
-    "l": ("agent_pvt_large", (3, 8, 27, 3), 48.74),
-}
 
 
-def _build_agent_pvt(
-    img_size: int = 224,
-    num_classes: int = 1000,
-    *,
-    name: str,
-    depths: tuple[int, ...],
-    agent_num: tuple[int, ...] = _AGENT_NUMS,
-    **kwargs: Any,
-) -> PyramidVisionTransformer:
+def _build_agent_pvt(*, agent_num: tuple[int, ...] = _AGENT_NUMS, **kwargs: Any) -> PyramidVisionTransformer:
     drop = kwargs.get("drop_rate", 0.0)
 
     def attention(stage: int, dim: int, heads: int, grid: tuple[int, int]) -> nn.Module:
         return AgentPvtAttention(dim, heads, grid, int(agent_num[stage]), proj_drop=drop)
 
-    return PyramidVisionTransformer(
-        attention,
-        name=name,
-        img_size=img_size,
-        num_classes=num_classes,
-        num_heads=(1, 2, 5, 8),
-        depths=depths,
-        **kwargs,
-    )
+    return PyramidVisionTransformer(attention, **kwargs)
 
 
-for _pvt_size, (_pvt_official, _pvt_depths, _pvt_params) in _AGENT_PVT.items():
-    register_model(
-        ModelSpec(
-            name=f"agent_pvt_{_pvt_size}",
-            family="agent",
-            backbone="pvt",
-            builder=partial(_build_agent_pvt, name=f"agent_pvt_{_pvt_size}", depths=_pvt_depths),
-            default_img_size=224,
-            official_name=_pvt_official,
-            expected_params_m=_pvt_params,
-        )
-    )
+register_variants(
+    "agent",
+    "pvt",
+    _build_agent_pvt,
+    {
+        "agent_pvt_t": Variant("agent_pvt_tiny", 11.57, dict(depths=(2, 2, 2, 2))),
+        "agent_pvt_s": Variant("agent_pvt_small", 20.64, dict(depths=(3, 4, 6, 3))),
+        "agent_pvt_m": Variant("agent_pvt_medium", 35.92, dict(depths=(3, 4, 18, 3))),
+        "agent_pvt_l": Variant("agent_pvt_large", 48.74, dict(depths=(3, 8, 27, 3))),
+    },
+    pass_name=True,
+)
 
 
 # --- CSwin backbone ---
@@ -615,43 +574,28 @@ class AgentCSwinAttention(_GlobalAgentAttention):
         return self.agent_attention(q, k, v) + lepe
 
 
-_AGENT_CSWIN = {
-    "t": ("Agent_CSWin_64_24181_tiny_224", 64, (2, 4, 18, 1), (2, 4, 8, 16), 20.5),
-    "s": ("Agent_CSWin_64_36292_small_224", 64, (3, 6, 29, 2), (2, 4, 8, 16), 32.8),
-    "b": ("Agent_CSWin_96_36292_base_224", 96, (3, 6, 29, 2), (4, 8, 16, 32), 73.2),
-}
-
-
-def _build_agent_cswin(
-    img_size: int = 224,
-    num_classes: int = 1000,
-    *,
-    name: str,
-    agent_num: tuple[int, ...] = _AGENT_NUMS,
-    **kwargs: Any,
-) -> CSWinTransformer:
+def _build_agent_cswin(*, agent_num: tuple[int, ...] = _AGENT_NUMS, **kwargs: Any) -> CSWinTransformer:
     # Only the linear stages (1-2) use agents; the official config lists four counts, the last two unused.
     def branch(stage: int, dim: int, heads: int, resolution: int) -> nn.Module:
         return AgentCSwinAttention(dim, heads, resolution, int(agent_num[stage]))
 
-    return CSWinTransformer(branch, name=name, img_size=img_size, num_classes=num_classes, **kwargs)
+    return CSWinTransformer(branch, **kwargs)
 
 
-for _cswin_size, (_cswin_official, _cswin_dim, _cswin_depths, _cswin_heads, _cswin_params) in _AGENT_CSWIN.items():
-    register_model(
-        ModelSpec(
-            name=f"agent_cswin_{_cswin_size}",
-            family="agent",
-            backbone="cswin",
-            builder=partial(
-                _build_agent_cswin,
-                name=f"agent_cswin_{_cswin_size}",
-                embed_dim=_cswin_dim,
-                depths=_cswin_depths,
-                num_heads=_cswin_heads,
-            ),
-            default_img_size=224,
-            official_name=_cswin_official,
-            expected_params_m=_cswin_params,
-        )
-    )
+register_variants(
+    "agent",
+    "cswin",
+    _build_agent_cswin,
+    {
+        "agent_cswin_t": Variant(
+            "Agent_CSWin_64_24181_tiny_224", 20.5, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))
+        ),
+        "agent_cswin_s": Variant(
+            "Agent_CSWin_64_36292_small_224", 32.8, dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16))
+        ),
+        "agent_cswin_b": Variant(
+            "Agent_CSWin_96_36292_base_224", 73.2, dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
+        ),
+    },
+    pass_name=True,
+)

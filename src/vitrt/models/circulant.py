@@ -11,14 +11,14 @@ real q, k, v: the whole FFT pipeline lives inside `vitrt.ops.circulant_attention
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.models.backbones.deit import Block, DeiT
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 __all__ = ["CABlock", "CADeiT", "CirculantAttention"]
 
@@ -90,30 +90,17 @@ class CADeiT(DeiT):
         )
 
 
-def _builder(**arch: Any):
-    def build(img_size: int, num_classes: int, **kwargs: Any) -> CADeiT:
-        return CADeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
-
-    return build
-
-
 # CA-DeiT T/S/B use the DeiT widths; the official `num_heads` (3/6/12) is accepted but unused (d = 1).
-for _name, _official, _dim, _params in (
-    ("ca_deit_t", "ca_deit_tiny", 192, 6.14),
-    ("ca_deit_s", "ca_deit_small", 384, 23.78),
-    ("ca_deit_b", "ca_deit_base", 768, 93.57),
-):
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="ca",
-            backbone="deit",
-            builder=_builder(patch_size=16, embed_dim=_dim, depth=12),
-            default_img_size=224,
-            official_name=_official,
-            expected_params_m=_params,
-        )
-    )
+register_variants(
+    "ca",
+    "deit",
+    CADeiT,
+    {
+        "ca_deit_t": Variant("ca_deit_tiny", 6.14, dict(patch_size=16, embed_dim=192, depth=12)),
+        "ca_deit_s": Variant("ca_deit_small", 23.78, dict(patch_size=16, embed_dim=384, depth=12)),
+        "ca_deit_b": Variant("ca_deit_base", 93.57, dict(patch_size=16, embed_dim=768, depth=12)),
+    },
+)
 
 # Demo model trained on the digits data (weights ship in vitrt/models/weights/): a 4x4 token grid of 8x8 patches
 # (each covers 2x2 pixels of the original 8x8 digit), small enough to train in about a minute on two cores.
@@ -122,7 +109,7 @@ register_model(
         name="ca_digits",
         family="ca",
         backbone="deit",
-        builder=_builder(patch_size=8, embed_dim=48, depth=4),
+        builder=partial(CADeiT, patch_size=8, embed_dim=48, depth=4),
         default_img_size=32,
         num_classes=10,
         mean=(0.5, 0.5, 0.5),

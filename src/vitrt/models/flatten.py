@@ -21,7 +21,7 @@ from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
 from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, resize_grid_tokens
 from vitrt.models.layers import shared_head_depthwise_conv
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 # --- Swin backbone ---
 
@@ -121,33 +121,28 @@ class FLattenSwinTransformer(SwinTransformer):
         )
 
 
-_FLATTEN_SWIN_VARIANTS = {
-    "flatten_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
-    "flatten_swin_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
-    "flatten_swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
-}
-_FLATTEN_SWIN_PARAMS_M = {"flatten_swin_t": 29.2, "flatten_swin_s": 50.5, "flatten_swin_b": 89.0}
-
-
-def _flatten_swin_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> FLattenSwinTransformer:
-        return FLattenSwinTransformer(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _FLATTEN_SWIN_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="flatten",
-            backbone="swin",
-            builder=_flatten_swin_builder({**_variant, "attn_type": "LLSS"}),
-            default_img_size=224,
-            official_name=f"flatten_swin (cfgs/{_name}.yaml)",
-            expected_params_m=_FLATTEN_SWIN_PARAMS_M[_name],
-        )
-    )
+register_variants(
+    "flatten",
+    "swin",
+    FLattenSwinTransformer,
+    {
+        "flatten_swin_t": Variant(
+            "flatten_swin (cfgs/flatten_swin_t.yaml)",
+            29.2,
+            dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="LLSS", drop_path_rate=0.2),
+        ),
+        "flatten_swin_s": Variant(
+            "flatten_swin (cfgs/flatten_swin_s.yaml)",
+            50.5,
+            dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="LLSS", drop_path_rate=0.3),
+        ),
+        "flatten_swin_b": Variant(
+            "flatten_swin (cfgs/flatten_swin_b.yaml)",
+            89.0,
+            dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="LLSS", drop_path_rate=0.5),
+        ),
+    },
+)
 
 # Trained demo: FLA on the 16x16 and 8x8 maps, shifted 2x2-window softmax attention on the 4x4 map.
 register_model(
@@ -155,16 +150,15 @@ register_model(
         name="flatten_digits",
         family="flatten",
         backbone="swin",
-        builder=_flatten_swin_builder(
-            dict(
-                patch_size=4,
-                embed_dim=32,
-                depths=(2, 2, 2),
-                num_heads=(2, 4, 8),
-                attn_type="LMS1",
-                softmax_window_size=2,
-                drop_path_rate=0.05,
-            )
+        builder=partial(
+            FLattenSwinTransformer,
+            patch_size=4,
+            embed_dim=32,
+            depths=(2, 2, 2),
+            num_heads=(2, 4, 8),
+            attn_type="LMS1",
+            softmax_window_size=2,
+            drop_path_rate=0.05,
         ),
         default_img_size=32,
         official_name="flatten_swin (demo configuration)",
@@ -250,23 +244,8 @@ class FLattenPvtAttention(_GlobalFocusedLinearAttention):
         return self.proj_drop(self.proj(self.focused_attention(q, k, v)))
 
 
-_FLATTEN_PVT = {
-    "t": ("flatten_pvt_tiny", (2, 2, 2, 2), 12.15),
-    "s": ("flatten_pvt_small", (3, 4, 6, 3), 21.67),
-    "m": ("flatten_pvt_medium", (3, 4, 18, 3), 37.24),
-    "l": ("flatten_pvt_large", (3, 8, 27, 3), 50.65),
-}
-
-
 def _build_flatten_pvt(
-    img_size: int = 224,
-    num_classes: int = 1000,
-    *,
-    name: str,
-    depths: tuple[int, ...],
-    focusing_factor: float = 3.0,
-    kernel_size: int = 5,
-    **kwargs: Any,
+    *, focusing_factor: float = 3.0, kernel_size: int = 5, **kwargs: Any
 ) -> PyramidVisionTransformer:
     drop = kwargs.get("drop_rate", 0.0)
 
@@ -275,30 +254,21 @@ def _build_flatten_pvt(
             dim, heads, grid, focusing_factor=focusing_factor, kernel_size=kernel_size, proj_drop=drop
         )
 
-    return PyramidVisionTransformer(
-        attention,
-        name=name,
-        img_size=img_size,
-        num_classes=num_classes,
-        num_heads=(1, 2, 5, 8),
-        depths=depths,
-        keep_unused_norm=True,
-        **kwargs,
-    )
+    return PyramidVisionTransformer(attention, keep_unused_norm=True, **kwargs)
 
 
-for _pvt_size, (_pvt_official, _pvt_depths, _pvt_params) in _FLATTEN_PVT.items():
-    register_model(
-        ModelSpec(
-            name=f"flatten_pvt_{_pvt_size}",
-            family="flatten",
-            backbone="pvt",
-            builder=partial(_build_flatten_pvt, name=f"flatten_pvt_{_pvt_size}", depths=_pvt_depths),
-            default_img_size=224,
-            official_name=_pvt_official,
-            expected_params_m=_pvt_params,
-        )
-    )
+register_variants(
+    "flatten",
+    "pvt",
+    _build_flatten_pvt,
+    {
+        "flatten_pvt_t": Variant("flatten_pvt_tiny", 12.15, dict(depths=(2, 2, 2, 2))),
+        "flatten_pvt_s": Variant("flatten_pvt_small", 21.67, dict(depths=(3, 4, 6, 3))),
+        "flatten_pvt_m": Variant("flatten_pvt_medium", 37.24, dict(depths=(3, 4, 18, 3))),
+        "flatten_pvt_l": Variant("flatten_pvt_large", 50.65, dict(depths=(3, 8, 27, 3))),
+    },
+    pass_name=True,
+)
 
 
 # --- CSwin backbone ---
@@ -322,43 +292,27 @@ class FLattenCSwinAttention(_GlobalFocusedLinearAttention):
         return self.focused_attention(q, k, v) + lepe
 
 
-_FLATTEN_CSWIN = {
-    "t": ("FLatten_CSWin_64_24181_tiny_224", 64, (2, 4, 18, 1), (2, 4, 8, 16), 21.2),
-    "s": ("FLatten_CSWin_64_24322_small_224", 64, (2, 4, 32, 2), (2, 4, 8, 16), 35.5),
-    "b": ("FLatten_CSWin_96_36292_base_224", 96, (3, 6, 29, 2), (4, 8, 16, 32), 74.9),
-}
-
-
-def _build_flatten_cswin(
-    img_size: int = 224,
-    num_classes: int = 1000,
-    *,
-    name: str,
-    focusing_factor: float = 3.0,
-    kernel_size: int = 5,
-    **kwargs: Any,
-) -> CSWinTransformer:
+def _build_flatten_cswin(*, focusing_factor: float = 3.0, kernel_size: int = 5, **kwargs: Any) -> CSWinTransformer:
     def branch(stage: int, dim: int, heads: int, resolution: int) -> nn.Module:
         return FLattenCSwinAttention(dim, heads, resolution, focusing_factor=focusing_factor, kernel_size=kernel_size)
 
-    return CSWinTransformer(branch, name=name, img_size=img_size, num_classes=num_classes, **kwargs)
+    return CSWinTransformer(branch, **kwargs)
 
 
-for _cswin_size, (_cswin_official, _cswin_dim, _cswin_depths, _cswin_heads, _cswin_params) in _FLATTEN_CSWIN.items():
-    register_model(
-        ModelSpec(
-            name=f"flatten_cswin_{_cswin_size}",
-            family="flatten",
-            backbone="cswin",
-            builder=partial(
-                _build_flatten_cswin,
-                name=f"flatten_cswin_{_cswin_size}",
-                embed_dim=_cswin_dim,
-                depths=_cswin_depths,
-                num_heads=_cswin_heads,
-            ),
-            default_img_size=224,
-            official_name=_cswin_official,
-            expected_params_m=_cswin_params,
-        )
-    )
+register_variants(
+    "flatten",
+    "cswin",
+    _build_flatten_cswin,
+    {
+        "flatten_cswin_t": Variant(
+            "FLatten_CSWin_64_24181_tiny_224", 21.2, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))
+        ),
+        "flatten_cswin_s": Variant(
+            "FLatten_CSWin_64_24322_small_224", 35.5, dict(embed_dim=64, depths=(2, 4, 32, 2), num_heads=(2, 4, 8, 16))
+        ),
+        "flatten_cswin_b": Variant(
+            "FLatten_CSWin_96_36292_base_224", 74.9, dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
+        ),
+    },
+    pass_name=True,
+)

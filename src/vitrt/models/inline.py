@@ -18,47 +18,64 @@ from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens
 from vitrt.models.backbones.deit import Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
 from vitrt.models.backbones.swin import SwinTransformer
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
-# --- DeiT backbone ---
-# InLine-DeiT (official `models/inline_deit.py`): every block is an InLine block; cls token, absolute position
-# embedding and a cls-token head as in a standard DeiT, with unusual widths (T 192/6 heads, S 320/10, B 384/12).
+# --- Shared by every backbone: the InLine attention core ---
 
 
-class DeiTInLineAttention(nn.Module):
-    """InLine attention over (cls + H*W) tokens; the local residual acts on the patch tokens only."""
+class _InLineAttentionCore(nn.Module):
+    """The InLine op plus the official `residual` MLP (grouped 1x1 convs `residual.{0,2}`), which turns the
+    per-sample token mean into a 3x3 kernel per channel; the op applies it to v (batch-dynamic, no grouped conv
+    with runtime groups) together with the injective linear attention. Subclasses add their projections first and
+    then call `_init_inline`, which keeps the official parameter order."""
 
-    def __init__(self, dim: int, num_heads: int, grid_size: int, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
-        super().__init__()
+    def _init_inline(self, dim: int, num_heads: int) -> None:
         self.dim = dim
         self.num_heads = num_heads
-        self.grid_size = grid_size
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        # Predicts a per-sample, per-channel 3x3 kernel from the token mean (grouped by head).
         self.residual = nn.Sequential(
             nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
             nn.GELU(),
             nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+    def inline_attention(
+        self, q: Tensor, k: Tensor, v: Tensor, token_mean: Tensor, height: int, width: int, num_prefix_tokens: int = 0
+    ) -> Tensor:
         # (B, 9C, 1) -> (B, C, 9): channel c's taps are rows 9c..9c+8, row-major over the 3x3 window.
-        local_kernel = self.residual(x.mean(dim=1).unsqueeze(-1)).squeeze(-1).unflatten(-1, (self.dim, 9))
-        x = ops.inline_attention(
+        local_kernel = self.residual(token_mean.unsqueeze(-1)).reshape(-1, self.dim, 9)
+        return ops.inline_attention(
             q,
             k,
             v,
             local_kernel,
             num_heads=self.num_heads,
-            height=self.grid_size,
-            width=self.grid_size,
-            num_prefix_tokens=1,
+            height=height,
+            width=width,
+            num_prefix_tokens=num_prefix_tokens,
             scale=self.scale,
         )
+
+
+# --- DeiT backbone ---
+# InLine-DeiT (official `models/inline_deit.py`): every block is an InLine block; cls token, absolute position
+# embedding and a cls-token head as in a standard DeiT, with unusual widths (T 192/6 heads, S 320/10, B 384/12).
+
+
+class DeiTInLineAttention(_InLineAttentionCore):
+    """InLine attention over (cls + H*W) tokens; the local residual acts on the patch tokens only."""
+
+    def __init__(self, dim: int, num_heads: int, grid_size: int, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.grid_size = grid_size
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self._init_inline(dim, num_heads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        x = self.inline_attention(q, k, v, x.mean(dim=1), self.grid_size, self.grid_size, num_prefix_tokens=1)
         return self.proj_drop(self.proj(x))
 
 
@@ -100,29 +117,20 @@ class InLineDeiT(DeiT):
         )
 
 
-def _inline_deit_builder(**arch: Any):
-    def build(img_size: int, num_classes: int, **kwargs: Any) -> InLineDeiT:
-        return InLineDeiT(img_size=img_size, num_classes=num_classes, **{**arch, **kwargs})
-
-    return build
-
-
-for _name, _official, _dim, _heads, _size, _params in (
-    ("inline_deit_t", "inline_deit_tiny", 192, 6, 224, 6.48),
-    ("inline_deit_s", "inline_deit_small", 320, 10, 288, 16.73),
-    ("inline_deit_b", "inline_deit_base", 384, 12, 448, 23.80),
-):
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="inline",
-            backbone="deit",
-            builder=_inline_deit_builder(patch_size=16, embed_dim=_dim, depth=12, num_heads=_heads),
-            default_img_size=_size,
-            official_name=_official,
-            expected_params_m=_params,
-        )
-    )
+register_variants(
+    "inline",
+    "deit",
+    InLineDeiT,
+    {
+        "inline_deit_t": Variant("inline_deit_tiny", 6.48, dict(patch_size=16, embed_dim=192, depth=12, num_heads=6)),
+        "inline_deit_s": Variant(
+            "inline_deit_small", 16.73, dict(patch_size=16, embed_dim=320, depth=12, num_heads=10), img_size=288
+        ),
+        "inline_deit_b": Variant(
+            "inline_deit_base", 23.80, dict(patch_size=16, embed_dim=384, depth=12, num_heads=12), img_size=448
+        ),
+    },
+)
 
 # Demo model trained on the digits data (weights ship in vitrt/models/weights/): cls token + a 4x4 grid of 8x8
 # patches (each covers 2x2 pixels of the original 8x8 digit).
@@ -131,7 +139,7 @@ register_model(
         name="inline_digits",
         family="inline",
         backbone="deit",
-        builder=_inline_deit_builder(patch_size=8, embed_dim=64, depth=4, num_heads=4),
+        builder=partial(InLineDeiT, patch_size=8, embed_dim=64, depth=4, num_heads=4),
         default_img_size=32,
         num_classes=10,
         mean=(0.5, 0.5, 0.5),
@@ -146,9 +154,9 @@ register_model(
 # --- Swin backbone ---
 
 
-class SwinInLineAttention(nn.Module):
+class SwinInLineAttention(_InLineAttentionCore):
     """InLine attention over one (usually whole-map) window; keys as the official Swin `InLineAttention`:
-    `qkv`, `proj`, `residual.{0,2}` (grouped 1x1 convs predicting 9 taps per channel from the token mean).
+    `qkv`, `proj`, `residual.{0,2}`.
 
     The official class also offers relu/leakyrelu/exp kernels; every released model uses the identity kernel,
     which is the only one implemented here.
@@ -158,28 +166,16 @@ class SwinInLineAttention(nn.Module):
         self, dim: int, window_size: tuple[int, int], num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0
     ):
         super().__init__()
-        self.dim = dim
         self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.residual = nn.Sequential(
-            nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
-            nn.GELU(),
-            nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
-        )
+        self._init_inline(dim, num_heads)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         # `mask` is accepted for the block interface and ignored, as in the official code.
-        height, width = self.window_size
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        local_kernel = self.residual(x.mean(dim=1).unsqueeze(-1)).reshape(-1, self.dim, 9)
-        x = ops.inline_attention(
-            q, k, v, local_kernel, num_heads=self.num_heads, height=height, width=width, scale=self.scale
-        )
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1), *self.window_size)))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
@@ -206,72 +202,34 @@ class InLineSwinTransformer(SwinTransformer):
         )
 
 
-_INLINE_SWIN_VARIANTS = {
-    "inline_swin_t": dict(
-        embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="IIIS", drop_path_rate=0.2
-    ),
-    "inline_swin_s": dict(
-        embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="IISS", drop_path_rate=0.3
-    ),
-    "inline_swin_b": dict(
-        embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="IIMS2", drop_path_rate=0.5
-    ),
-}
-_INLINE_SWIN_PARAMS_M = {"inline_swin_t": 29.2, "inline_swin_s": 49.8, "inline_swin_b": 88.4}
-
-
-def _inline_swin_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> InLineSwinTransformer:
-        return InLineSwinTransformer(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _INLINE_SWIN_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="inline",
-            backbone="swin",
-            builder=_inline_swin_builder(_variant),
-            default_img_size=224,
-            official_name=f"inline_swin (cfgs/{_name}.yaml)",
-            expected_params_m=_INLINE_SWIN_PARAMS_M[_name],
-        )
-    )
-
-
-# --- PVT / CSwin shared: global InLine attention ---
-
-
-class _GlobalInLineAttention(nn.Module):
-    """InLine attention over a whole (H, W) token grid. The residual MLP (`residual.{0,2}`, grouped 1x1 convs)
-    turns a per-sample channel mean into per-channel 3x3 taps; the op applies them to v (batch-dynamic, no
-    grouped conv with runtime groups) together with the injective linear attention."""
-
-    def _init_inline(self, dim: int, num_heads: int, grid: tuple[int, int]) -> None:
-        self.dim = dim
-        self.num_heads = num_heads
-        self.grid = grid
-        self.scale = (dim // num_heads) ** -0.5
-        self.residual = nn.Sequential(
-            nn.Conv1d(dim, dim, kernel_size=1, groups=num_heads),
-            nn.GELU(),
-            nn.Conv1d(dim, dim * 9, kernel_size=1, groups=num_heads),
-        )
-
-    def inline_attention(self, q: Tensor, k: Tensor, v: Tensor, channel_mean: Tensor) -> Tensor:
-        taps = self.residual(channel_mean.unsqueeze(-1)).reshape(-1, self.dim, 9)
-        height, width = self.grid
-        return ops.inline_attention(
-            q, k, v, taps, num_heads=self.num_heads, height=height, width=width, scale=self.scale
-        )
+register_variants(
+    "inline",
+    "swin",
+    InLineSwinTransformer,
+    {
+        "inline_swin_t": Variant(
+            "inline_swin (cfgs/inline_swin_t.yaml)",
+            29.2,
+            dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type="IIIS", drop_path_rate=0.2),
+        ),
+        "inline_swin_s": Variant(
+            "inline_swin (cfgs/inline_swin_s.yaml)",
+            49.8,
+            dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type="IISS", drop_path_rate=0.3),
+        ),
+        "inline_swin_b": Variant(
+            "inline_swin (cfgs/inline_swin_b.yaml)",
+            88.4,
+            dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), attn_type="IIMS2", drop_path_rate=0.5),
+        ),
+    },
+)
 
 
 # --- PVT backbone ---
 
 
-class InLinePvtAttention(_GlobalInLineAttention):
+class InLinePvtAttention(_InLineAttentionCore):
     """InLine-PVT attention (sr_ratio 1): q, kv, InLine attention with the local residual from mean(x), proj."""
 
     def __init__(
@@ -282,61 +240,44 @@ class InLinePvtAttention(_GlobalInLineAttention):
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self._init_inline(dim, num_heads, grid)
+        self.grid = grid
+        self._init_inline(dim, num_heads)
 
     def forward(self, x: Tensor) -> Tensor:
         q = self.q(x)
         k, v = self.kv(x).chunk(2, dim=-1)
-        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1))))
+        return self.proj_drop(self.proj(self.inline_attention(q, k, v, x.mean(dim=1), *self.grid)))
 
 
-_INLINE_PVT = {
-    "t": ("inline_pvt_tiny", (2, 2, 2, 2), 12.03),
-    "s": ("inline_pvt_small", (3, 4, 6, 3), 21.56),
-    "m": ("inline_pvt_medium", (3, 4, 18, 3), 37.62),
-    # The README lists 50.2M; the official code (and vitrt) gives 51.15M.
-    "l": ("inline_pvt_large", (3, 8, 27, 3), 51.15),
-}
-
-
-def _build_inline_pvt(
-    img_size: int = 224, num_classes: int = 1000, *, name: str, depths: tuple[int, ...], **kwargs: Any
-) -> PyramidVisionTransformer:
+def _build_inline_pvt(**kwargs: Any) -> PyramidVisionTransformer:
     drop = kwargs.get("drop_rate", 0.0)
 
     def attention(stage: int, dim: int, heads: int, grid: tuple[int, int]) -> nn.Module:
         return InLinePvtAttention(dim, heads, grid, proj_drop=drop)
 
     # InLine-PVT uses head dim 32: heads 2-4-10-16 instead of PVT's 1-2-5-8.
-    return PyramidVisionTransformer(
-        attention,
-        name=name,
-        img_size=img_size,
-        num_classes=num_classes,
-        num_heads=(2, 4, 10, 16),
-        depths=depths,
-        **kwargs,
-    )
+    return PyramidVisionTransformer(attention, num_heads=(2, 4, 10, 16), **kwargs)
 
 
-for _pvt_size, (_pvt_official, _pvt_depths, _pvt_params) in _INLINE_PVT.items():
-    register_model(
-        ModelSpec(
-            name=f"inline_pvt_{_pvt_size}",
-            family="inline",
-            backbone="pvt",
-            builder=partial(_build_inline_pvt, name=f"inline_pvt_{_pvt_size}", depths=_pvt_depths),
-            default_img_size=224,
-            official_name=_pvt_official,
-            expected_params_m=_pvt_params,
-        )
-    )
+register_variants(
+    "inline",
+    "pvt",
+    _build_inline_pvt,
+    {
+        "inline_pvt_t": Variant("inline_pvt_tiny", 12.03, dict(depths=(2, 2, 2, 2))),
+        "inline_pvt_s": Variant("inline_pvt_small", 21.56, dict(depths=(3, 4, 6, 3))),
+        "inline_pvt_m": Variant("inline_pvt_medium", 37.62, dict(depths=(3, 4, 18, 3))),
+        # The README lists 50.2M; the official code (and vitrt) gives 51.15M.
+        "inline_pvt_l": Variant("inline_pvt_large", 51.15, dict(depths=(3, 8, 27, 3))),
+    },
+    pass_name=True,
+)
 
 
 # --- CSwin backbone ---
 
 
-class InLineCSwinAttention(_GlobalInLineAttention):
+class InLineCSwinAttention(_InLineAttentionCore):
     """InLine-CSwin global branch: InLine attention + CSwin's LePE (`get_v`). Its local kernel comes from the mean
     of the BLOCK INPUT (before norm1), sliced to this branch's channels by the block."""
 
@@ -345,44 +286,37 @@ class InLineCSwinAttention(_GlobalInLineAttention):
     def __init__(self, dim: int, num_heads: int, resolution: int) -> None:
         super().__init__()
         self.get_v = nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, groups=dim)
-        self._init_inline(dim, num_heads, (resolution, resolution))
+        self.grid = (resolution, resolution)
+        self._init_inline(dim, num_heads)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, block_mean: Tensor | None = None) -> Tensor:
         if block_mean is None:
             raise ValueError("InLineCSwinAttention needs the mean of the block input")
         lepe = map_to_tokens(self.get_v(tokens_to_map(v, *self.grid)))
-        return self.inline_attention(q, k, v, block_mean) + lepe
+        return self.inline_attention(q, k, v, block_mean, *self.grid) + lepe
 
 
-_INLINE_CSWIN = {
-    "t": ("inline_cswin_tiny", 64, (2, 4, 18, 1), (2, 4, 8, 16), 20.6),
-    "s": ("inline_cswin_small", 64, (3, 6, 29, 2), (2, 4, 8, 16), 33.0),
-    "b": ("inline_cswin_base", 96, (3, 6, 29, 2), (4, 8, 16, 32), 73.4),
-}
-
-
-def _build_inline_cswin(img_size: int = 224, num_classes: int = 1000, *, name: str, **kwargs: Any) -> CSWinTransformer:
+def _build_inline_cswin(**kwargs: Any) -> CSWinTransformer:
     def branch(stage: int, dim: int, heads: int, resolution: int) -> nn.Module:
         return InLineCSwinAttention(dim, heads, resolution)
 
-    return CSWinTransformer(branch, name=name, img_size=img_size, num_classes=num_classes, **kwargs)
+    return CSWinTransformer(branch, **kwargs)
 
 
-for _cswin_size, (_cswin_official, _cswin_dim, _cswin_depths, _cswin_heads, _cswin_params) in _INLINE_CSWIN.items():
-    register_model(
-        ModelSpec(
-            name=f"inline_cswin_{_cswin_size}",
-            family="inline",
-            backbone="cswin",
-            builder=partial(
-                _build_inline_cswin,
-                name=f"inline_cswin_{_cswin_size}",
-                embed_dim=_cswin_dim,
-                depths=_cswin_depths,
-                num_heads=_cswin_heads,
-            ),
-            default_img_size=224,
-            official_name=_cswin_official,
-            expected_params_m=_cswin_params,
-        )
-    )
+register_variants(
+    "inline",
+    "cswin",
+    _build_inline_cswin,
+    {
+        "inline_cswin_t": Variant(
+            "inline_cswin_tiny", 20.6, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))
+        ),
+        "inline_cswin_s": Variant(
+            "inline_cswin_small", 33.0, dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16))
+        ),
+        "inline_cswin_b": Variant(
+            "inline_cswin_base", 73.4, dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
+        ),
+    },
+    pass_name=True,
+)

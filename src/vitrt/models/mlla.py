@@ -10,7 +10,7 @@ act_proj, dwc, attn.{qk, lepe, rope.rotations}, out_proj, cpe2, norm2, mlp}`, `l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
 import torch
 from timm.layers import DropPath, Mlp
@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.swin import AdaptLog, adapt_state_dict, init_weights, replace_buffer_entry
-from vitrt.models.registry import ModelSpec, register_model
+from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, SwinStage, replace_buffer_entry
+from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 
 def tokens_to_map(x: Tensor, height: int, width: int) -> Tensor:
@@ -199,23 +199,9 @@ class PatchMerging(nn.Module):
         return map_to_tokens(self.conv(tokens_to_map(x, *self.input_resolution)))
 
 
-class BasicLayer(nn.Module):
-    """One MLLA stage: `blocks` and an optional `downsample`."""
-
-    def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None):
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.downsample(x) if self.downsample is not None else x
-
-
-class MLLA(nn.Module):
+class MLLA(HierarchicalClassifier):
     """MLLA classifier (`mlla`): convolutional stem, four MLLA stages with MBConv downsampling, LayerNorm, mean pool,
-    linear head.
+    linear head. A checkpoint from another resolution only needs its RoPE `rotations` recomputed.
 
     Args:
         img_size: square input size, a multiple of 4 * 2**(stages-1) (32 for four stages).
@@ -269,55 +255,33 @@ class MLLA(nn.Module):
                 for j in range(depth)
             ]
             downsample = PatchMerging((side, side), dim) if i < stages - 1 else None
-            layers.append(BasicLayer(blocks, downsample))
+            layers.append(SwinStage(blocks, downsample))
         self.layers = nn.ModuleList(layers)
-        self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_weights)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Pooled features (B, num_features)."""
-        x = self.pos_drop(self.patch_embed(x))
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x).mean(dim=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
-
-    def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Fit a checkpoint saved at another resolution: the RoPE `rotations` buffers are recomputed for this one
-        (MLLA has no other resolution-tied tensors)."""
-        return adapt_state_dict(self, state_dict)
+        self.init_head(num_classes)
 
 
-_MLLA_VARIANTS = {
-    "mlla_t": dict(embed_dim=64, depths=(2, 4, 8, 4), num_heads=(2, 4, 8, 16), drop_path_rate=0.2),
-    "mlla_s": dict(embed_dim=64, depths=(3, 6, 21, 6), num_heads=(2, 4, 8, 16), drop_path_rate=0.3),
-    "mlla_b": dict(embed_dim=96, depths=(3, 6, 21, 6), num_heads=(3, 6, 12, 24), drop_path_rate=0.5),
-}
-_MLLA_PARAMS_M = {"mlla_t": 24.4, "mlla_s": 43.0, "mlla_b": 96.0}
-
-
-def _mlla_builder(variant: dict[str, Any]):
-    def build(img_size: int = 224, num_classes: int = 1000, **kwargs: Any) -> MLLA:
-        return MLLA(img_size=img_size, num_classes=num_classes, **{**variant, **kwargs})
-
-    return build
-
-
-for _name, _variant in _MLLA_VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="mlla",
-            backbone="mlla",
-            builder=_mlla_builder(_variant),
-            default_img_size=224,
-            official_name=f"mlla (cfgs/{_name}.yaml)",
-            expected_params_m=_MLLA_PARAMS_M[_name],
-        )
-    )
+register_variants(
+    "mlla",
+    "mlla",
+    MLLA,
+    {
+        "mlla_t": Variant(
+            "mlla (cfgs/mlla_t.yaml)",
+            24.4,
+            dict(embed_dim=64, depths=(2, 4, 8, 4), num_heads=(2, 4, 8, 16), drop_path_rate=0.2),
+        ),
+        "mlla_s": Variant(
+            "mlla (cfgs/mlla_s.yaml)",
+            43.0,
+            dict(embed_dim=64, depths=(3, 6, 21, 6), num_heads=(2, 4, 8, 16), drop_path_rate=0.3),
+        ),
+        "mlla_b": Variant(
+            "mlla (cfgs/mlla_b.yaml)",
+            96.0,
+            dict(embed_dim=96, depths=(3, 6, 21, 6), num_heads=(3, 6, 12, 24), drop_path_rate=0.5),
+        ),
+    },
+)
 
 # Trained demo: 8x8 -> 4x4 -> 2x2 token maps after the stride-4 stem.
 register_model(
@@ -325,7 +289,7 @@ register_model(
         name="mlla_digits",
         family="mlla",
         backbone="mlla",
-        builder=_mlla_builder(dict(embed_dim=32, depths=(2, 2, 1), num_heads=(2, 4, 8), drop_path_rate=0.05)),
+        builder=partial(MLLA, embed_dim=32, depths=(2, 2, 1), num_heads=(2, 4, 8), drop_path_rate=0.05),
         default_img_size=32,
         official_name="mlla (demo configuration)",
         num_classes=10,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitrt.errors import ModelNotFoundError
 
@@ -66,6 +67,42 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     _REGISTRY[spec.name] = spec
     _register_in_timm(spec)
     return spec
+
+
+class Variant(NamedTuple):
+    """One released model of a family table: `arch` are the builder kwargs that define it."""
+
+    official_name: str
+    params_m: float
+    arch: dict[str, Any]
+    img_size: int = 224
+
+
+def register_variants(
+    family: str,
+    backbone: str,
+    build: Callable[..., nn.Module],
+    variants: Mapping[str, Variant],
+    *,
+    pass_name: bool = False,
+) -> None:
+    """Register every `variants` entry as a model built by `build` with its `arch` (caller kwargs override them).
+
+    `pass_name` also gives `build` the zoo name as `name=` (the PVT and CSwin backbones use it in error messages).
+    """
+    for name, variant in variants.items():
+        arch = {"name": name, **variant.arch} if pass_name else variant.arch
+        register_model(
+            ModelSpec(
+                name=name,
+                family=family,
+                backbone=backbone,
+                builder=partial(build, **arch),
+                default_img_size=variant.img_size,
+                official_name=variant.official_name,
+                expected_params_m=variant.params_m,
+            )
+        )
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -1,4 +1,4 @@
-"""Pieces shared by the PVT and CSwin backbones: input checks and checkpoint resolution adaptation.
+"""Pieces shared by the backbones: weight init, input checks and checkpoint resolution adaptation.
 
 Resolution-tied parameters (PVT `pos_embed{i}`, FLatten `positional_encoding`, Agent `ah/aw/ha/wa` biases) have
 the shape of the stage grid the checkpoint was trained at. `adapt_resolution_tied` walks a model and lets every
@@ -12,9 +12,27 @@ from collections import Counter
 
 import torch
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from vitrt.errors import CheckpointError, ModelConfigError
+
+
+def trunc_normal_init(tensor: Tensor, std: float = 0.02) -> None:
+    """timm's truncated-normal init, skipped on the meta device (shape-only builds, e.g. parameter counting)."""
+    if not tensor.is_meta:
+        trunc_normal_(tensor, std=std)
+
+
+def init_weights(module: nn.Module) -> None:
+    """The official init of every backbone: truncated-normal Linear weights, zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        trunc_normal_init(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 def check_image_batch(x: Tensor, in_chans: int, img_size: int, model_name: str) -> None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import adapt_resolution_tied, check_image_batch
+from vitrt.models.backbones.common import adapt_resolution_tied, check_image_batch, init_weights
 
 # (stage index, dim, num_heads, stage resolution) -> global branch module with
 # forward(q, k, v, block_mean) -> (B, N, dim).
@@ -219,19 +219,7 @@ class CSWinTransformer(nn.Module):
         self.num_features = dim
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        if self.norm.weight.is_meta:
-            return  # built on the meta device (parameter counting): nothing to initialise
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.apply(init_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.in_chans, self.img_size, self.name)

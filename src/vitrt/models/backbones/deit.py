@@ -16,6 +16,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import Tensor, nn
 
 from vitrt.errors import CheckpointError, ModelConfigError
+from vitrt.models.backbones.common import init_weights
 
 # DeiT uses LayerNorm eps 1e-6 everywhere (partial(nn.LayerNorm, eps=1e-6) in the official code).
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -149,14 +150,7 @@ class DeiT(nn.Module):
         for tensor in (self.pos_embed, self.cls_token):
             if tensor is not None:
                 trunc_normal_(tensor, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.apply(init_weights)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -22,6 +22,7 @@ from vitrt.errors import ModelConfigError
 from vitrt.models.backbones.common import (
     adapt_resolution_tied,
     check_image_batch,
+    init_weights,
     resize_entry,
     resize_token_grid,
 )
@@ -128,14 +129,7 @@ class PyramidVisionTransformer(nn.Module):
             return  # built on the meta device (parameter counting): nothing to initialise
         for i in range(self.num_stages):
             trunc_normal_(getattr(self, f"pos_embed{i + 1}"), std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.apply(init_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.in_chans, self.img_size, self.name)

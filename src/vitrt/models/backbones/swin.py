@@ -23,31 +23,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from vitrt.errors import ModelConfigError
+from vitrt.models.backbones.common import init_weights, trunc_normal_init
 
 # (dim, window_size, num_heads, stage, qkv_bias, qk_scale, proj_drop) -> attention module
 LinearAttentionFactory = Callable[..., nn.Module]
 MASK_VALUE = -100.0
-
-
-def trunc_normal_init(tensor: Tensor, std: float = 0.02) -> None:
-    """timm's truncated-normal init, skipped on the meta device (shape-only builds, e.g. parameter counting)."""
-    if not tensor.is_meta:
-        trunc_normal_(tensor, std=std)
-
-
-def init_weights(module: nn.Module) -> None:
-    """The official Swin/MLLA init: truncated-normal Linear weights, zero biases, unit LayerNorms."""
-    if isinstance(module, nn.Linear):
-        trunc_normal_init(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 def window_partition(x: Tensor, window: int) -> Tensor:
@@ -289,7 +273,7 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """A stage (the official `BasicLayer`): `blocks` and an optional `downsample`."""
+    """A Swin or MLLA stage (the official `BasicLayer`): `blocks` and an optional `downsample`."""
 
     def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None):
         super().__init__()
@@ -327,7 +311,41 @@ def stage_attention_types(
     ]
 
 
-class SwinTransformer(nn.Module):
+class HierarchicalClassifier(nn.Module):
+    """The part of the Swin and MLLA classifiers after their stages: `norm`, token mean, `head`.
+
+    Subclasses build `patch_embed`, `pos_drop` and `layers` (stages ending at `num_features` channels), then call
+    `init_head`. `adapt_checkpoint` fits a checkpoint saved at another resolution (or window), like the official
+    loaders: modules interpolate their resolution-tied parameters and replace recomputed buffers
+    (`relative_position_index`, `attn_mask`, RoPE `rotations`) by this model's own values.
+    """
+
+    num_features: int
+    patch_embed: nn.Module
+    pos_drop: nn.Module
+    layers: nn.ModuleList
+
+    def init_head(self, num_classes: int) -> None:
+        """Add `norm` and `head` and initialise every weight (the official order: after the stages)."""
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(init_weights)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled features (B, num_features)."""
+        x = self.pos_drop(self.patch_embed(x))
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x).mean(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.forward_features(x))
+
+    def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+        return adapt_state_dict(self, state_dict)
+
+
+class SwinTransformer(HierarchicalClassifier):
     """Swin classifier whose linear-attention blocks come from a family factory.
 
     Args:
@@ -453,27 +471,7 @@ class SwinTransformer(nn.Module):
             downsample = PatchMerging((side, side), dim) if i < stages - 1 else None
             layers.append(SwinStage(blocks, downsample))
         self.layers = nn.ModuleList(layers)
-        self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_weights)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Pooled features (B, num_features)."""
-        x = self.pos_drop(self.patch_embed(x))
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x).mean(dim=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
-
-    def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Fit a checkpoint saved at another resolution (or window) to this model, like the official loaders.
-
-        Resolution-tied parameters are interpolated by the modules that own them; `relative_position_index` and
-        `attn_mask` are replaced by this model's own values (they are recomputed, never learned).
-        """
-        return adapt_state_dict(self, state_dict)
+        self.init_head(num_classes)
 
 
 def adapt_state_dict(model: nn.Module, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
