@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from serve_support import build_arith, build_lookup, export_with_metadata, start_server, train_tiny_digits
-
-API_KEY = "test-key-7d1f"
-CORS_ORIGIN = "http://allowed.example"
-MAX_BODY = 2 * 1024 * 1024
-MAX_IMAGE_PIXELS = 1_000_000
-# The circulant-attention demo model, served by zoo name (exported by vitrt.export at server start-up).
-DEMO_MODEL = "ca_digits"
-HAVE_EXPORTER = importlib.util.find_spec("vitrt.export") is not None
+from serve_support import (
+    API_KEY,
+    CORS_ORIGIN,
+    DEMO_MODEL,
+    HAVE_EXPORTER,
+    MAX_BODY,
+    MAX_IMAGE_PIXELS,
+    build_arith,
+    build_lookup,
+    export_with_metadata,
+    start_server,
+    train_tiny_digits,
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ Models:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import signal
@@ -28,6 +29,16 @@ from vitrt.data.digits import LABELS, digit_to_pil, digits_batch, load_digits_sp
 from vitrt.metadata import ModelMetadata
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+
+# Settings of the shared session server (conftest.py); here rather than in conftest.py because tests cannot import
+# `conftest` reliably: with tests/triton collected in the same run, that name is tests/triton/conftest.py.
+API_KEY = "test-key-7d1f"
+CORS_ORIGIN = "http://allowed.example"
+MAX_BODY = 2 * 1024 * 1024
+MAX_IMAGE_PIXELS = 1_000_000
+# The circulant-attention demo model, served by zoo name (exported by vitrt.export at server start-up).
+DEMO_MODEL = "ca_digits"
+HAVE_EXPORTER = importlib.util.find_spec("vitrt.export") is not None
 
 TINY_METADATA = ModelMetadata(
     model="tiny_digits_cnn",

@@ -12,9 +12,19 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import API_KEY, CORS_ORIGIN, DEMO_MODEL, HAVE_EXPORTER, MAX_BODY
 from PIL import Image
-from serve_support import LOOKUP_TABLE, digit_files, metric, scrape, torch_predictions
+from serve_support import (
+    API_KEY,
+    CORS_ORIGIN,
+    DEMO_MODEL,
+    HAVE_EXPORTER,
+    LOOKUP_TABLE,
+    MAX_BODY,
+    digit_files,
+    metric,
+    scrape,
+    torch_predictions,
+)
 from tritonclient.utils import InferenceServerException
 
 # ---- health, metadata, auth -------------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import API_KEY
-from serve_support import digit_files, torch_predictions
+from serve_support import API_KEY, digit_files, torch_predictions
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
