@@ -181,7 +181,8 @@ class DynamicBatcher:
             )
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        wanted = tuple(name for name in self._output_order if name in set(output_names))
+        requested = set(output_names)
+        wanted = tuple(name for name in self._output_order if name in requested)
         works = []
         for start in range(0, total, self.max_batch_size):
             part = {name: array[start : start + self.max_batch_size] for name, array in feeds.items()}
