@@ -15,7 +15,6 @@ failed run leaves `out` as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vitrt.engines.manifest import sha256_file
 from vitrt.errors import ArtifactError, PluginError, VitrtError
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
@@ -164,7 +164,7 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
         plugin_copy = plugin_dir / plugin_source.name
         if plugin_copy.resolve() != plugin_source.resolve():
             shutil.copyfile(plugin_source, plugin_copy)
-        plugin_sha = _sha256(plugin_copy)
+        plugin_sha = sha256_file(plugin_copy)
 
     notes = []
     if options.with_preprocessing:
@@ -304,7 +304,7 @@ def _plugin_library(plans: list[Artifact], options: RepositoryOptions) -> Path |
         return None
     if not candidate.is_file():
         raise PluginError(f"plugin library not found: {candidate} (from {origin})")
-    digest = _sha256(candidate)
+    digest = sha256_file(candidate)
     for artifact in needed:
         if artifact.plugin_sha256 and artifact.plugin_sha256.lower() != digest:
             raise PluginError(
@@ -586,14 +586,6 @@ def _write_preprocessing(
 
 def _describe(io: dict[str, Any]) -> str:
     return f"{io['name']}[{','.join(str(d) for d in io['dims'])}] {io['data_type']}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _commands(
