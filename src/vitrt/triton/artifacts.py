@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vitrt.engines import ENGINE_SUFFIXES
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.manifest import EngineManifest, sha256_file
+from vitrt.engines.manifest import EngineManifest, manifest_path, sha256_file
+from vitrt.engines.onnx_graph import model_metadata
 from vitrt.errors import ArtifactError
 from vitrt.metadata import ModelMetadata
 
@@ -43,13 +45,8 @@ _NUMPY_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output: numpy dtype name and full shape (batch first); None marks a dynamic dimension."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | None, ...]
+# One input or output: numpy dtype name and full shape (batch first); None marks a dynamic dimension.
+TensorInfo = TensorSpec
 
 
 @dataclass(frozen=True)
@@ -131,8 +128,8 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path} is a directory; pass an ONNX file, a plan or its manifest (model.plan.json)")
     if path.suffix == ".onnx":
         return _load_onnx(path)
-    if path.suffix in (".plan", ".engine", ".trt"):
-        manifest = path.with_name(path.name + ".json")
+    if path.suffix in ENGINE_SUFFIXES:
+        manifest = manifest_path(path)
         if not manifest.is_file():
             raise ArtifactError(
                 f"{path} has no engine manifest beside it ({manifest.name}); a bare plan does not say its "
@@ -180,13 +177,10 @@ def _load_onnx(path: Path) -> Artifact:
         outputs = tuple(_refine(t, shape) for t, shape in zip(outputs, inferred, strict=True))
     if not inputs or not outputs:
         raise ArtifactError(f"{path}: the graph has no inputs or no outputs")
-    props = {p.key: p.value for p in model.metadata_props}
-    metadata = None
-    if "vitrt.model" in props:
-        try:
-            metadata = ModelMetadata.from_props(props)
-        except (ValueError, TypeError) as err:
-            raise ArtifactError(f"{path}: unreadable vitrt metadata ({err})") from None
+    try:
+        metadata = model_metadata(model)
+    except ArtifactError as err:
+        raise ArtifactError(f"{path}: {err}") from None
     return Artifact(
         source=path,
         kind="onnx",
@@ -302,19 +296,16 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _tensors(path: Path, specs: Sequence[TensorSpec], key: str) -> tuple[TensorInfo, ...]:
+    """The manifest's tensors, checked for what Triton needs (shapes are validated when the manifest is read)."""
     if not specs:
         raise ArtifactError(f"{path}: '{key}' must be a non-empty list of {{name, dtype, shape}}")
-    tensors = []
     for spec in specs:
         if spec.dtype not in _NUMPY_DTYPES:
             raise ArtifactError(f"{path}: tensor {spec.name!r} has unknown dtype {spec.dtype!r}")
-        if not all(d is None or (isinstance(d, int) and d >= 0) for d in spec.shape):
-            raise ArtifactError(f"{path}: tensor {spec.name!r} has an invalid shape {list(spec.shape)!r}")
-        tensors.append(TensorInfo(spec.name, spec.dtype, tuple(spec.shape)))
-    names = [t.name for t in tensors]
+    names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ArtifactError(f"{path}: duplicate tensor names in '{key}'")
-    return tuple(tensors)
+    return tuple(specs)
 
 
 def _profiles(path: Path, raw: Any, inputs: tuple[TensorInfo, ...]) -> tuple[dict[str, ShapeRange], ...]:
