@@ -66,6 +66,8 @@ class ServerMetrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        # Counter children by (method, route, status): `labels()` locks and re-validates on every call.
+        self._http_children: dict[tuple[str, str, int], Counter] = {}
         self.registry.register(_TritonCollector(models))
 
     def bind(self, model: ServedModel) -> ModelMetrics:
@@ -79,7 +81,11 @@ class ServerMetrics:
         )
 
     def observe_http(self, method: str, route: str, status: int) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_requests.labels(method, route, str(status))
+        child.inc()
 
 
 @dataclass(frozen=True)

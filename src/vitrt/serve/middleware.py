@@ -86,7 +86,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe_http(scope["method"], template, status)
-            if self.access_log:
+            if self.access_log and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(
                     "request",
