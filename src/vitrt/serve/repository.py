@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from vitrt.engines import ENGINE_SUFFIXES
 from vitrt.engines.base import InferenceBackend
+from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
 from vitrt.errors import ArtifactError, VitrtError
 from vitrt.serve.config import ModelConfig, ServerConfig
 from vitrt.serve.errors import NotFoundError
@@ -18,7 +20,7 @@ from vitrt.serve.model import ServedModel
 log = logging.getLogger("vitrt.serve")
 
 BackendLoader = Callable[..., InferenceBackend]
-_ARTIFACT_SUFFIXES = {".onnx", ".plan", ".engine", ".trt", ".pt", ".pth", ".safetensors"}
+_ARTIFACT_SUFFIXES = {".onnx", *ENGINE_SUFFIXES, *CHECKPOINT_SUFFIXES}
 
 
 class ModelRepository:
