@@ -14,7 +14,7 @@ from vitrt.triton.releases import TENSORRT_IN_TRITON_PY3, versions_match
 
 
 def test_plan_config_follows_the_profile(write_engine: Callable, tmp_path: Path, parse_config: Callable) -> None:
-    manifest = write_engine(batch=(1, 8, 32), build_options={"ngc_release": "25.01"}, dtype="float16")
+    manifest = write_engine(batch=(1, 8, 32), ngc_release="25.01", dtype="float16")
     repo = tmp_path / "repo"
     report = build_repository([manifest], repo, RepositoryOptions(warmup=1))
     config = parse_config(repo / "tiny_digits" / "config.pbtxt")

@@ -283,16 +283,12 @@ def _load_manifest(path: Path) -> Artifact:
         tensorrt_version=manifest.tensorrt_version,
         compute_capability=_compute_capability(path, manifest.compute_capability),
         hardware_compatibility=manifest.hardware_compatibility,
-        ngc_release=manifest.ngc_release or _opt_str(manifest.build_options.get("ngc_release")),
+        ngc_release=manifest.ngc_release,
         version_compatible=manifest.version_compatible,
         plugin_library=(path.parent / library) if library else None,  # absolute paths stay as they are
         plugin_sha256=manifest.plugin_sha256,
         plugin_ops=tuple(manifest.plugin_ops),
     )
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
 
 
 def _tensors(path: Path, specs: Sequence[TensorSpec], key: str) -> tuple[TensorInfo, ...]:
