@@ -1,7 +1,5 @@
 #include "agent_attention_plugin.h"
 
-#include <new>
-
 #include "agent_attention_kernel.h"
 
 namespace vitrt
@@ -11,16 +9,6 @@ namespace plugin
 
 using namespace nvinfer1;
 namespace op = spec::agent_attention;
-
-AgentAttentionPlugin::AgentAttentionPlugin(Attributes const& attributes)
-    : Plugin(attributes)
-{
-}
-
-IPluginV3* AgentAttentionPlugin::clone() noexcept
-{
-    return new (std::nothrow) AgentAttentionPlugin(attributes_);
-}
 
 bool AgentAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
 {
@@ -66,17 +54,7 @@ int32_t AgentAttentionPlugin::launch(PluginTensorDesc const* inputDesc, void con
         workspace, workspace_bytes, stream);
 }
 
-AgentAttentionPluginCreator::AgentAttentionPluginCreator()
-    : Creator(op::kSpec)
-{
-}
-
-IPluginV3* AgentAttentionPluginCreator::make(Attributes const& attributes) const
-{
-    return new AgentAttentionPlugin(attributes);
-}
-
-VITRT_REGISTER_TENSORRT_PLUGIN(AgentAttentionPluginCreator);
+VITRT_REGISTER_TENSORRT_PLUGIN(AgentAttentionPlugin, op::kSpec);
 
 } // namespace plugin
 } // namespace vitrt

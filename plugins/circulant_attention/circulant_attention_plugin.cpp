@@ -1,7 +1,5 @@
 #include "circulant_attention_plugin.h"
 
-#include <new>
-
 #include "circulant_attention_kernel.h"
 
 namespace vitrt
@@ -11,23 +9,6 @@ namespace plugin
 
 using namespace nvinfer1;
 namespace op = spec::circulant_attention;
-
-CirculantAttentionPlugin::CirculantAttentionPlugin(Attributes const& attributes)
-    : Plugin(attributes)
-{
-}
-
-IPluginV3* CirculantAttentionPlugin::clone() noexcept
-{
-    auto* copy = new (std::nothrow) CirculantAttentionPlugin(attributes_);
-    if (copy != nullptr)
-    {
-        copy->tactic_ = tactic_;
-        copy->max_batch_ = max_batch_;
-        copy->channels_ = channels_;
-    }
-    return copy;
-}
 
 bool CirculantAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
 {
@@ -144,17 +125,7 @@ int32_t CirculantAttentionPlugin::launch(PluginTensorDesc const* inputDesc, void
         attributes_.integer(op::kWidth), q.d[2], dtype, strategy(), workspace, workspace_bytes, stream);
 }
 
-CirculantAttentionPluginCreator::CirculantAttentionPluginCreator()
-    : Creator(op::kSpec)
-{
-}
-
-IPluginV3* CirculantAttentionPluginCreator::make(Attributes const& attributes) const
-{
-    return new CirculantAttentionPlugin(attributes);
-}
-
-VITRT_REGISTER_TENSORRT_PLUGIN(CirculantAttentionPluginCreator);
+VITRT_REGISTER_TENSORRT_PLUGIN(CirculantAttentionPlugin, op::kSpec);
 
 } // namespace plugin
 } // namespace vitrt

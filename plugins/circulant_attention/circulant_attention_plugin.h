@@ -8,12 +8,11 @@ namespace vitrt
 namespace plugin
 {
 
-class CirculantAttentionPlugin final : public Plugin
+class CirculantAttentionPlugin final : public ClonablePlugin<CirculantAttentionPlugin>
 {
 public:
-    explicit CirculantAttentionPlugin(Attributes const& attributes);
+    using ClonablePlugin::ClonablePlugin;
 
-    nvinfer1::IPluginV3* clone() noexcept override;
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t getNbTactics() noexcept override;
@@ -36,15 +35,6 @@ private:
     int32_t tactic_{0};
     int64_t max_batch_{1};
     int64_t channels_{1};
-};
-
-class CirculantAttentionPluginCreator final : public Creator
-{
-public:
-    CirculantAttentionPluginCreator();
-
-protected:
-    nvinfer1::IPluginV3* make(Attributes const& attributes) const override;
 };
 
 } // namespace plugin

@@ -54,6 +54,23 @@ struct Problem
     int64_t prefix;        // InLine
 };
 
+// The fields every kind reads; a launcher sets its kind's extra ones on the result.
+Problem make_problem(const void* q, const void* k, const void* v, const void* aux0, void* out, int64_t batch,
+    int64_t tokens, int64_t channels, int64_t heads)
+{
+    Problem p{};
+    p.q = q;
+    p.k = k;
+    p.v = v;
+    p.aux0 = aux0;
+    p.out = out;
+    p.batch = batch;
+    p.tokens = tokens;
+    p.channels = channels;
+    p.heads = heads;
+    return p;
+}
+
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kTileEdge = 4;                             // kv micro-tile is 4 x 4 per thread

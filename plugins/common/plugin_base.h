@@ -11,7 +11,9 @@
 #include <NvInferVersion.h>
 
 #include <cstdint>
+#include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vitrt_kernels.h"
@@ -138,6 +140,30 @@ private:
     std::string metadata_;
 };
 
+// Base of an op's plugin class: clone() copies the whole op object (attributes and any state such as a tactic).
+template <typename OpPlugin>
+class ClonablePlugin : public Plugin
+{
+public:
+    explicit ClonablePlugin(Attributes attributes)
+        : Plugin(std::move(attributes))
+    {
+    }
+
+    nvinfer1::IPluginV3* clone() noexcept override
+    {
+        try
+        {
+            return new OpPlugin(static_cast<OpPlugin const&>(*this));
+        }
+        catch (std::exception const& error)
+        {
+            log(nvinfer1::ILogger::Severity::kERROR, "%s: cannot clone the plugin: %s", getPluginName(), error.what());
+            return nullptr;
+        }
+    }
+};
+
 class Creator : public nvinfer1::IPluginCreatorV3One
 {
 public:
@@ -159,22 +185,39 @@ private:
     nvinfer1::PluginFieldCollection collection_{};
 };
 
+// Creator of the op plugin class OpPlugin, constructed from its parsed attributes.
+template <typename OpPlugin>
+class CreatorOf final : public Creator
+{
+public:
+    explicit CreatorOf(spec::OpSpec const& spec)
+        : Creator(spec)
+    {
+    }
+
+protected:
+    nvinfer1::IPluginV3* make(Attributes const& attributes) const override
+    {
+        return new OpPlugin(attributes);
+    }
+};
+
 // Static registration on dlopen/LD_PRELOAD (the REGISTER_TENSORRT_PLUGIN mechanism without a link-time reference to
-// libnvinfer; see plugin_registration.cpp). One line per creator class at namespace scope.
+// libnvinfer; see plugin_registration.cpp). One line per op plugin class at namespace scope.
 void register_creator_statically(nvinfer1::IPluginCreatorInterface& creator);
 
-template <typename CreatorType>
+template <typename OpPlugin>
 struct StaticRegistrar
 {
-    StaticRegistrar()
+    explicit StaticRegistrar(spec::OpSpec const& spec)
     {
-        static CreatorType creator;
+        static CreatorOf<OpPlugin> creator(spec);
         register_creator_statically(creator);
     }
 };
 
-#define VITRT_REGISTER_TENSORRT_PLUGIN(CreatorType)                                                                    \
-    static ::vitrt::plugin::StaticRegistrar<CreatorType> vitrtStaticRegistrar##CreatorType {}
+#define VITRT_REGISTER_TENSORRT_PLUGIN(OpPlugin, opSpec)                                                               \
+    static ::vitrt::plugin::StaticRegistrar<OpPlugin> vitrtStaticRegistrar##OpPlugin{opSpec}
 
 } // namespace plugin
 } // namespace vitrt

@@ -15,17 +15,9 @@ linear::Problem problem(const void* q, const void* k, const void* v, const void*
     const void* scale, void* out, int64_t batch, int64_t tokens, int64_t channels, int64_t num_heads,
     float focusing_factor)
 {
-    linear::Problem p{};
-    p.q = q;
-    p.k = k;
-    p.v = v;
-    p.aux0 = positional_encoding;
+    linear::Problem p
+        = linear::make_problem(q, k, v, positional_encoding, out, batch, tokens, channels, num_heads);
     p.aux1 = scale;
-    p.out = out;
-    p.batch = batch;
-    p.tokens = tokens;
-    p.channels = channels;
-    p.heads = num_heads;
     p.focusing_factor = focusing_factor;
     return p;
 }

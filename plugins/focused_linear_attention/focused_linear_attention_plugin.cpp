@@ -1,7 +1,5 @@
 #include "focused_linear_attention_plugin.h"
 
-#include <new>
-
 #include "focused_linear_attention_kernel.h"
 
 namespace vitrt
@@ -11,16 +9,6 @@ namespace plugin
 
 using namespace nvinfer1;
 namespace op = spec::focused_linear_attention;
-
-FocusedLinearAttentionPlugin::FocusedLinearAttentionPlugin(Attributes const& attributes)
-    : Plugin(attributes)
-{
-}
-
-IPluginV3* FocusedLinearAttentionPlugin::clone() noexcept
-{
-    return new (std::nothrow) FocusedLinearAttentionPlugin(attributes_);
-}
 
 bool FocusedLinearAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
 {
@@ -61,17 +49,7 @@ int32_t FocusedLinearAttentionPlugin::launch(PluginTensorDesc const* inputDesc, 
         workspace_bytes, stream);
 }
 
-FocusedLinearAttentionPluginCreator::FocusedLinearAttentionPluginCreator()
-    : Creator(op::kSpec)
-{
-}
-
-IPluginV3* FocusedLinearAttentionPluginCreator::make(Attributes const& attributes) const
-{
-    return new FocusedLinearAttentionPlugin(attributes);
-}
-
-VITRT_REGISTER_TENSORRT_PLUGIN(FocusedLinearAttentionPluginCreator);
+VITRT_REGISTER_TENSORRT_PLUGIN(FocusedLinearAttentionPlugin, op::kSpec);
 
 } // namespace plugin
 } // namespace vitrt

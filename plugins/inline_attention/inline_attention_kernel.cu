@@ -16,16 +16,7 @@ linear::Problem problem(const void* q, const void* k, const void* v, const void*
     int64_t batch, int64_t tokens, int64_t channels, int64_t num_heads, int64_t height, int64_t width,
     int64_t num_prefix_tokens, float scale)
 {
-    linear::Problem p{};
-    p.q = q;
-    p.k = k;
-    p.v = v;
-    p.aux0 = local_kernel;
-    p.out = out;
-    p.batch = batch;
-    p.tokens = tokens;
-    p.channels = channels;
-    p.heads = num_heads;
+    linear::Problem p = linear::make_problem(q, k, v, local_kernel, out, batch, tokens, channels, num_heads);
     p.height = height;
     p.width = width;
     p.prefix = num_prefix_tokens;

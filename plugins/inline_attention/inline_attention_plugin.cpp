@@ -1,7 +1,5 @@
 #include "inline_attention_plugin.h"
 
-#include <new>
-
 #include "inline_attention_kernel.h"
 
 namespace vitrt
@@ -11,16 +9,6 @@ namespace plugin
 
 using namespace nvinfer1;
 namespace op = spec::inline_attention;
-
-InLineAttentionPlugin::InLineAttentionPlugin(Attributes const& attributes)
-    : Plugin(attributes)
-{
-}
-
-IPluginV3* InLineAttentionPlugin::clone() noexcept
-{
-    return new (std::nothrow) InLineAttentionPlugin(attributes_);
-}
 
 bool InLineAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
 {
@@ -64,17 +52,7 @@ int32_t InLineAttentionPlugin::launch(PluginTensorDesc const* inputDesc, void co
         stream);
 }
 
-InLineAttentionPluginCreator::InLineAttentionPluginCreator()
-    : Creator(op::kSpec)
-{
-}
-
-IPluginV3* InLineAttentionPluginCreator::make(Attributes const& attributes) const
-{
-    return new InLineAttentionPlugin(attributes);
-}
-
-VITRT_REGISTER_TENSORRT_PLUGIN(InLineAttentionPluginCreator);
+VITRT_REGISTER_TENSORRT_PLUGIN(InLineAttentionPlugin, op::kSpec);
 
 } // namespace plugin
 } // namespace vitrt

@@ -8,27 +8,16 @@ namespace vitrt
 namespace plugin
 {
 
-class InLineAttentionPlugin final : public Plugin
+class InLineAttentionPlugin final : public ClonablePlugin<InLineAttentionPlugin>
 {
 public:
-    explicit InLineAttentionPlugin(Attributes const& attributes);
-
-    nvinfer1::IPluginV3* clone() noexcept override;
+    using ClonablePlugin::ClonablePlugin;
 
 protected:
     bool check_shapes(nvinfer1::Dims const* inputs, int32_t nbInputs) const override;
     int32_t workspace_for(nvinfer1::Dims const* inputs, int32_t dtype, size_t* bytes) const override;
     int32_t launch(nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs, void* output, int32_t dtype,
         void* workspace, size_t workspace_bytes, cudaStream_t stream) override;
-};
-
-class InLineAttentionPluginCreator final : public Creator
-{
-public:
-    InLineAttentionPluginCreator();
-
-protected:
-    nvinfer1::IPluginV3* make(Attributes const& attributes) const override;
 };
 
 } // namespace plugin

@@ -8,22 +8,6 @@ using namespace vitrt;
 namespace
 {
 constexpr char kOp[] = "mlla_linear_attention";
-
-linear::Problem problem(const void* q, const void* k, const void* v, const void* rope, void* out, int64_t batch,
-    int64_t tokens, int64_t channels, int64_t num_heads)
-{
-    linear::Problem p{};
-    p.q = q;
-    p.k = k;
-    p.v = v;
-    p.aux0 = rope;
-    p.out = out;
-    p.batch = batch;
-    p.tokens = tokens;
-    p.channels = channels;
-    p.heads = num_heads;
-    return p;
-}
 } // namespace
 
 extern "C" {
@@ -31,16 +15,18 @@ extern "C" {
 VITRT_API int32_t vitrt_mlla_linear_attention_workspace_size(int64_t batch, int64_t tokens, int64_t channels,
     int64_t num_heads, int32_t dtype, size_t* bytes)
 {
-    return linear::workspace_query<linear::Kind::kMlla>(
-        problem(nullptr, nullptr, nullptr, nullptr, nullptr, batch, tokens, channels, num_heads), dtype, kOp, bytes);
+    linear::Problem const shape
+        = linear::make_problem(nullptr, nullptr, nullptr, nullptr, nullptr, batch, tokens, channels, num_heads);
+    return linear::workspace_query<linear::Kind::kMlla>(shape, dtype, kOp, bytes);
 }
 
 VITRT_API int32_t vitrt_mlla_linear_attention(const void* q, const void* k, const void* v, const void* rope, void* out,
     int64_t batch, int64_t tokens, int64_t channels, int64_t num_heads, int32_t dtype, void* workspace,
     size_t workspace_bytes, cudaStream_t stream)
 {
-    return linear::run<linear::Kind::kMlla>(problem(q, k, v, rope, out, batch, tokens, channels, num_heads), dtype,
-        workspace, workspace_bytes, stream, kOp);
+    return linear::run<linear::Kind::kMlla>(
+        linear::make_problem(q, k, v, rope, out, batch, tokens, channels, num_heads), dtype, workspace,
+        workspace_bytes, stream, kOp);
 }
 
 } // extern "C"

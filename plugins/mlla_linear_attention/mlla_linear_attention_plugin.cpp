@@ -1,7 +1,5 @@
 #include "mlla_linear_attention_plugin.h"
 
-#include <new>
-
 #include "mlla_linear_attention_kernel.h"
 
 namespace vitrt
@@ -11,16 +9,6 @@ namespace plugin
 
 using namespace nvinfer1;
 namespace op = spec::mlla_linear_attention;
-
-MllaLinearAttentionPlugin::MllaLinearAttentionPlugin(Attributes const& attributes)
-    : Plugin(attributes)
-{
-}
-
-IPluginV3* MllaLinearAttentionPlugin::clone() noexcept
-{
-    return new (std::nothrow) MllaLinearAttentionPlugin(attributes_);
-}
 
 bool MllaLinearAttentionPlugin::check_shapes(Dims const* inputs, int32_t nbInputs) const
 {
@@ -60,17 +48,7 @@ int32_t MllaLinearAttentionPlugin::launch(PluginTensorDesc const* inputDesc, voi
         attributes_.integer(op::kNumHeads), dtype, workspace, workspace_bytes, stream);
 }
 
-MllaLinearAttentionPluginCreator::MllaLinearAttentionPluginCreator()
-    : Creator(op::kSpec)
-{
-}
-
-IPluginV3* MllaLinearAttentionPluginCreator::make(Attributes const& attributes) const
-{
-    return new MllaLinearAttentionPlugin(attributes);
-}
-
-VITRT_REGISTER_TENSORRT_PLUGIN(MllaLinearAttentionPluginCreator);
+VITRT_REGISTER_TENSORRT_PLUGIN(MllaLinearAttentionPlugin, op::kSpec);
 
 } // namespace plugin
 } // namespace vitrt

@@ -6,10 +6,10 @@ import os
 import shutil
 import subprocess
 import sysconfig
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from host_build import compile_objects
 
 from vitrt.plugins.paths import KERNEL_LIBRARY, default_build_dir, source_dir
 
@@ -66,14 +66,7 @@ def emulated_kernels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sources.append(EMULATION_DIR / "emulated_runtime.cpp")
     flags = ["-x", "c++", "-std=c++20", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
              "-DVITRT_HOST_EMULATION", "-include", "vitrt_cuda_emulation.h"]  # fmt: skip
-
-    def compile_one(source: Path) -> Path:
-        obj = out / f"{source.name}.o"
-        subprocess.run([compiler, *flags, *includes, "-c", str(source), "-o", str(obj)], check=True)
-        return obj
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        objects = list(pool.map(compile_one, sources))
+    objects = compile_objects([compiler, *flags, *includes], sources, out)
     library = out / "libvitrt_kernels_emulated.so"
     # -Bsymbolic: the emulated CUDA runtime must win over a real libcudart that torch already loaded.
     subprocess.run([compiler, "-shared", "-Wl,-Bsymbolic", "-o", str(library), *map(str, objects)], check=True)

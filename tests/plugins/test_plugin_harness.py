@@ -8,11 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from host_build import compile_objects, spec_generator
 
 from vitrt.ops import reference
 from vitrt.ops.spec import load_op_specs, op_spec
@@ -27,14 +27,9 @@ HARNESS = Path(__file__).parent / "emulation" / "plugin_harness.cpp"
 
 @pytest.fixture(scope="module")
 def harness(emulated_kernels, tmp_path_factory) -> Path:
-    import importlib.util
-
     src = source_dir()
     out = tmp_path_factory.mktemp("harness")
-    spec = importlib.util.spec_from_file_location("gen_op_specs", src / "tools" / "gen_op_specs.py")
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    (out / "vitrt_op_specs.h").write_text(generator.render(src))
+    (out / "vitrt_op_specs.h").write_text(spec_generator(src).render(src))
     op_dirs = sorted(d for d in src.iterdir() if (d / f"{d.name}.yaml").is_file())
     includes = [f"-I{out}", f"-I{src / 'common'}", *(f"-I{d}" for d in op_dirs), "-isystem", str(HEADERS)]
     cuda = Path("/usr/local/cuda/include")
@@ -43,14 +38,7 @@ def harness(emulated_kernels, tmp_path_factory) -> Path:
     sources = [src / "common" / "plugin_base.cpp", src / "common" / "plugin_registration.cpp", HARNESS]
     sources += [d / f"{d.name}_plugin.cpp" for d in op_dirs]
     flags = ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror"]
-
-    def compile_one(source: Path) -> Path:
-        obj = out / f"{source.stem}.o"
-        subprocess.run([shutil.which("g++"), *flags, *includes, "-c", str(source), "-o", str(obj)], check=True)
-        return obj
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        objects = [str(o) for o in pool.map(compile_one, sources)]
+    objects = [str(o) for o in compile_objects([shutil.which("g++"), *flags, *includes], sources, out)]
     binary = out / "plugin_harness"
     lib = emulated_kernels
     subprocess.run(["g++", "-o", str(binary), *objects, str(lib), f"-Wl,-rpath,{lib.parent}", "-ldl"], check=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
@@ -10,14 +9,6 @@ from typing import Any
 
 from vitrt.errors import PluginError
 from vitrt.plugins.paths import BUILD_INFO, KERNEL_LIBRARY, PLUGIN_LIBRARY, default_build_dir, source_dir
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _installed_tensorrt() -> str | None:
@@ -28,6 +19,7 @@ def _installed_tensorrt() -> str | None:
 
 
 def collect(build_dir: Path | None = None) -> dict[str, Any]:
+    from vitrt.engines.manifest import sha256_file
     from vitrt.ops.spec import load_op_specs
     from vitrt.plugins.kernels import load_kernel_library
 
@@ -46,7 +38,7 @@ def collect(build_dir: Path | None = None) -> dict[str, Any]:
         "source_dir": str(source_dir()),
         "kernel_library": {
             "path": str(kernel),
-            "sha256": sha256(kernel),
+            "sha256": sha256_file(kernel),
             "version": library.version,
             "cuda_compiled": library.cuda_compiled_version,
             "cuda_runtime": library.cuda_runtime_version,
@@ -56,7 +48,7 @@ def collect(build_dir: Path | None = None) -> dict[str, Any]:
         },
         "plugin_library": {
             "path": str(plugin) if plugin_built else None,
-            "sha256": sha256(plugin) if plugin_built else None,
+            "sha256": sha256_file(plugin) if plugin_built else None,
             "tensorrt_headers": build_info.get("tensorrt_version"),
             "tensorrt_include_dir": build_info.get("tensorrt_include_dir"),
         },

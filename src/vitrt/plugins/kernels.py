@@ -130,12 +130,10 @@ class KernelLibrary:
         return selected.value
 
     def circulant_workspace(self, batch, height, width, channels, dtype: int, strategy: int) -> int:
-        size = c_size_t(0)
-        status = self._lib.vitrt_circulant_attention_workspace_size(
-            batch, height, width, channels, dtype, strategy, ctypes.byref(size)
-        )
-        self._check(status, "VitrtCirculantAttention")
-        return size.value
+        return self._workspace_size(
+            "vitrt_circulant_attention_workspace_size", "VitrtCirculantAttention",
+            batch, height, width, channels, dtype, strategy,
+        )  # fmt: skip
 
     def circulant(self, q, k, v, out, batch, height, width, channels, dtype, strategy, workspace, ws_bytes, stream):
         status = self._lib.vitrt_circulant_attention(
@@ -145,12 +143,10 @@ class KernelLibrary:
 
     # -- linear attentions -----------------------------------------------------------------------------------------
     def focused_workspace(self, batch, tokens, channels, heads, dtype) -> int:
-        size = c_size_t(0)
-        status = self._lib.vitrt_focused_linear_attention_workspace_size(
-            batch, tokens, channels, heads, dtype, ctypes.byref(size)
-        )
-        self._check(status, "VitrtFocusedLinearAttention")
-        return size.value
+        return self._workspace_size(
+            "vitrt_focused_linear_attention_workspace_size", "VitrtFocusedLinearAttention",
+            batch, tokens, channels, heads, dtype,
+        )  # fmt: skip
 
     def focused(self, q, k, v, pos, scale, out, batch, tokens, channels, heads, focusing, dtype, ws, ws_bytes, stream):
         status = self._lib.vitrt_focused_linear_attention(
@@ -159,12 +155,10 @@ class KernelLibrary:
         self._check(status, "VitrtFocusedLinearAttention")
 
     def mlla_workspace(self, batch, tokens, channels, heads, dtype) -> int:
-        size = c_size_t(0)
-        status = self._lib.vitrt_mlla_linear_attention_workspace_size(
-            batch, tokens, channels, heads, dtype, ctypes.byref(size)
-        )
-        self._check(status, "VitrtMllaLinearAttention")
-        return size.value
+        return self._workspace_size(
+            "vitrt_mlla_linear_attention_workspace_size", "VitrtMllaLinearAttention",
+            batch, tokens, channels, heads, dtype,
+        )  # fmt: skip
 
     def mlla(self, q, k, v, rope, out, batch, tokens, channels, heads, dtype, ws, ws_bytes, stream):
         status = self._lib.vitrt_mlla_linear_attention(
@@ -173,43 +167,24 @@ class KernelLibrary:
         self._check(status, "VitrtMllaLinearAttention")
 
     def inline_workspace(self, batch, tokens, channels, heads, height, width, prefix, dtype) -> int:
-        size = c_size_t(0)
-        status = self._lib.vitrt_inline_attention_workspace_size(
-            batch, tokens, channels, heads, height, width, prefix, dtype, ctypes.byref(size)
-        )
-        self._check(status, "VitrtInLineAttention")
-        return size.value
+        return self._workspace_size(
+            "vitrt_inline_attention_workspace_size", "VitrtInLineAttention",
+            batch, tokens, channels, heads, height, width, prefix, dtype,
+        )  # fmt: skip
 
     def inline(self, q, k, v, taps, out, batch, tokens, channels, heads, height, width, prefix, scale, dtype, ws,
                ws_bytes, stream):  # fmt: skip
         status = self._lib.vitrt_inline_attention(
-            q,
-            k,
-            v,
-            taps,
-            out,
-            batch,
-            tokens,
-            channels,
-            heads,
-            height,
-            width,
-            prefix,
-            scale,
-            dtype,
-            ws,
-            ws_bytes,
+            q, k, v, taps, out, batch, tokens, channels, heads, height, width, prefix, scale, dtype, ws, ws_bytes,
             stream,
-        )
+        )  # fmt: skip
         self._check(status, "VitrtInLineAttention")
 
     def agent_workspace(self, batch, tokens, channels, agents, heads, dtype) -> int:
-        size = c_size_t(0)
-        status = self._lib.vitrt_agent_attention_workspace_size(
-            batch, tokens, channels, agents, heads, dtype, ctypes.byref(size)
-        )
-        self._check(status, "VitrtAgentAttention")
-        return size.value
+        return self._workspace_size(
+            "vitrt_agent_attention_workspace_size", "VitrtAgentAttention",
+            batch, tokens, channels, agents, heads, dtype,
+        )  # fmt: skip
 
     def agent(self, q, k, v, agents, agent_bias, query_bias, out, batch, tokens, channels, n_agents, heads, scale,
               dtype, ws, ws_bytes, stream):  # fmt: skip
@@ -218,6 +193,12 @@ class KernelLibrary:
             ws_bytes, stream,
         )  # fmt: skip
         self._check(status, "VitrtAgentAttention")
+
+    def _workspace_size(self, query: str, op: str, *shape: int) -> int:
+        """Calls a `*_workspace_size` query (its shape arguments, then the out-pointer) and returns the bytes."""
+        size = c_size_t(0)
+        self._check(getattr(self._lib, query)(*shape, ctypes.byref(size)), op)
+        return size.value
 
 
 _LOCK = threading.Lock()

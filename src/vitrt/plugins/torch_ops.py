@@ -20,6 +20,7 @@ from torch import Tensor
 
 from vitrt import ops
 from vitrt.errors import PluginError
+from vitrt.ops import reference
 from vitrt.ops.spec import op_spec
 from vitrt.plugins.kernels import DTYPES, KernelLibrary, load_kernel_library
 
@@ -241,14 +242,8 @@ class KernelRunner:
         return out
 
     def implementations(self) -> dict[str, Callable[..., Tensor]]:
-        """ONNX op_type -> callable with the reference signature."""
-        return {
-            "VitrtCirculantAttention": self.circulant_attention,
-            "VitrtFocusedLinearAttention": self.focused_linear_attention,
-            "VitrtAgentAttention": self.agent_attention,
-            "VitrtInLineAttention": self.inline_attention,
-            "VitrtMllaLinearAttention": self.mlla_linear_attention,
-        }
+        """ONNX op_type -> callable with the reference signature (each method is named like its reference)."""
+        return {op_type: getattr(self, fn.__name__) for op_type, fn in reference.REFERENCE.items()}
 
 
 _DEFAULT: KernelRunner | None = None
@@ -262,14 +257,13 @@ def default_runner() -> KernelRunner:
     return _DEFAULT
 
 
-def _dispatch(name: str) -> Callable[..., Tensor]:
+def _dispatch(op_type: str, method: str) -> Callable[..., Tensor]:
     def call(*args: Any, **kwargs: Any) -> Tensor:
-        return default_runner().implementations()[name](*args, **kwargs)
+        return getattr(default_runner(), method)(*args, **kwargs)
 
-    call.__name__ = f"cuda_{name}"
+    call.__name__ = f"cuda_{op_type}"
     return call
 
 
-for _name in ("VitrtCirculantAttention", "VitrtFocusedLinearAttention", "VitrtAgentAttention",
-              "VitrtInLineAttention", "VitrtMllaLinearAttention"):  # fmt: skip
-    ops.register_implementation("cuda", _name, _dispatch(_name))
+for _op_type, _reference in reference.REFERENCE.items():
+    ops.register_implementation("cuda", _op_type, _dispatch(_op_type, _reference.__name__))

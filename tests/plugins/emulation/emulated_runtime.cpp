@@ -90,8 +90,11 @@ Plan* find(cufftHandle handle)
     return it == gPlans.end() ? nullptr : &it->second;
 }
 
-cufftResult ready(Plan const* plan, cufftType type)
+// Copies the plan of `handle` out (the transform runs without the lock) if it can execute a `type` transform.
+cufftResult ready(cufftHandle handle, cufftType type, Plan* copy)
 {
+    std::lock_guard<std::mutex> lock(gMutex);
+    Plan const* plan = find(handle);
     if (plan == nullptr || !plan->made || plan->type != type)
     {
         return CUFFT_INVALID_PLAN;
@@ -100,6 +103,7 @@ cufftResult ready(Plan const* plan, cufftType type)
     {
         return CUFFT_EXEC_FAILED; // no work area bound, as real cuFFT would fail
     }
+    *copy = *plan;
     return CUFFT_SUCCESS;
 }
 
@@ -185,14 +189,10 @@ cufftResult cufftSetWorkArea(cufftHandle handle, void* work)
 cufftResult cufftExecR2C(cufftHandle handle, cufftReal* input, cufftComplex* output)
 {
     Plan plan;
+    cufftResult const status = ready(handle, CUFFT_R2C, &plan);
+    if (status != CUFFT_SUCCESS)
     {
-        std::lock_guard<std::mutex> lock(gMutex);
-        cufftResult const status = ready(find(handle), CUFFT_R2C);
-        if (status != CUFFT_SUCCESS)
-        {
-            return status;
-        }
-        plan = *find(handle);
+        return status;
     }
     int const h = plan.height;
     int const w = plan.width;
@@ -234,14 +234,10 @@ cufftResult cufftExecR2C(cufftHandle handle, cufftReal* input, cufftComplex* out
 cufftResult cufftExecC2R(cufftHandle handle, cufftComplex* input, cufftReal* output)
 {
     Plan plan;
+    cufftResult const status = ready(handle, CUFFT_C2R, &plan);
+    if (status != CUFFT_SUCCESS)
     {
-        std::lock_guard<std::mutex> lock(gMutex);
-        cufftResult const status = ready(find(handle), CUFFT_C2R);
-        if (status != CUFFT_SUCCESS)
-        {
-            return status;
-        }
-        plan = *find(handle);
+        return status;
     }
     int const h = plan.height;
     int const w = plan.width;
