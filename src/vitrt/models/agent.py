@@ -11,7 +11,6 @@ into buffers instead of being interpolated and `.repeat`-ed at every forward.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -23,11 +22,11 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import resize_entry, trunc_normal_init
+from vitrt.models.backbones.common import AdaptLog, interpolated_note, trunc_normal_init
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.deit import Attention, Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer
+from vitrt.models.backbones.swin import SwinTransformer
 from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
@@ -51,6 +50,24 @@ def resize_agent_window_bias(bias: Tensor, name: str, window: int) -> Tensor:
     rows = bias.float().movedim(axis, -1)
     resized = F.interpolate(rows.reshape(1, -1, rows.shape[-1]), size=window, mode="linear", align_corners=False)
     return resized.reshape(*rows.shape[:-1], window).movedim(-1, axis).to(bias.dtype)
+
+
+def resize_agent_window_biases(module: nn.Module, prefix: str, state: dict[str, Tensor]) -> list[tuple[str, int, int]]:
+    """Resize the checkpoint's `ah/aw/ha/wa` biases of `module` to its window; (name, old, new) per resized one.
+
+    Entries that differ in more than the window (heads, agent count) are left for the strict load to report.
+    """
+    resized = []
+    for name, axis in AGENT_WINDOW_BIAS_AXES.items():
+        key = prefix + name
+        stored, own = state.get(key), getattr(module, name)
+        if stored is None or stored.ndim != 5 or stored.shape == own.shape:
+            continue
+        if any(stored.shape[d] != own.shape[d] for d in range(5) if d != axis):
+            continue
+        state[key] = resize_agent_window_bias(stored, name, own.shape[axis])
+        resized.append((name, stored.shape[axis], own.shape[axis]))
+    return resized
 
 
 def _refresh_biases_after_load(module: SwinAgentAttention, incompatible_keys: Any) -> None:
@@ -137,6 +154,10 @@ class DeiTAgentAttention(nn.Module):
             self.refresh_position_biases()
         return self
 
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        for _, old, new in resize_agent_window_biases(self, prefix, state):
+            log.add(f"{{count}} agent window biases (ah/aw/ha/wa) resized {old} -> {new} (linear)")
+
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         agents = self.pool_matrix @ q[:, 1:]  # (a, n) @ (B, n, C) -> (B, a, C)
@@ -192,31 +213,6 @@ class AgentDeiT(DeiT):
             drop_path_rate=drop_path_rate,
         )
         self.agent_layers = num_agent_blocks
-
-    def adapt_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Resize pos_embed (bicubic) and the window-sized agent biases (linear) to this model's token grid."""
-        state, notes = super().adapt_checkpoint(state_dict)
-        resized, old_window = 0, 0
-        for index in range(self.agent_layers):
-            attn = self.blocks[index].attn
-            for name in AGENT_WINDOW_BIAS_AXES:
-                key = f"blocks.{index}.attn.{name}"
-                target = getattr(attn, name)
-                stored = state.get(key)
-                if stored is None or stored.shape == target.shape or stored.ndim != 5:
-                    continue
-                axis = AGENT_WINDOW_BIAS_AXES[name]
-                other_dims = [d for d in range(5) if d != axis]
-                if [stored.shape[d] for d in other_dims] != [target.shape[d] for d in other_dims]:
-                    continue  # different heads or agent count: the strict load reports it
-                old_window = stored.shape[axis]
-                state[key] = resize_agent_window_bias(stored, name, target.shape[axis])
-                resized += 1
-        if resized:
-            notes.append(
-                f"{resized} agent window biases (ah/aw/ha/wa) resized {old_window} -> {self.grid_size} (linear)"
-            )
-        return state, notes
 
 
 register_variants(
@@ -321,20 +317,8 @@ class SwinAgentAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
     def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
-        """Linearly resize ah/aw/ha/wa along their window axis, like the official `load_pretrained`."""
-        # (name, window axis, agent axis) of the (1, h, ., ., .) bias tensors.
-        for name, axis, agent_axis in (("ah_bias", 3, 2), ("aw_bias", 4, 2), ("ha_bias", 2, 4), ("wa_bias", 3, 4)):
-            key = prefix + name
-            theirs, own = state.get(key), getattr(self, name)
-            if theirs is None or theirs.dim() != 5 or tuple(theirs.shape) == tuple(own.shape):
-                continue
-            if theirs.shape[1] != own.shape[1] or theirs.shape[agent_axis] != own.shape[agent_axis]:
-                continue  # heads or agent count differ: left for the strict check to report
-            moved = theirs.movedim(axis, -1)
-            resized = F.interpolate(moved.reshape(1, -1, moved.shape[-1]).float(), size=own.shape[axis], mode="linear")
-            resized = resized.reshape(*moved.shape[:-1], own.shape[axis]).movedim(-1, axis)
-            state[key] = resized.to(theirs.dtype).contiguous()
-            log.add(f"linearly resized {name} {theirs.shape[axis]} -> {own.shape[axis]}")
+        for name, old, new in resize_agent_window_biases(self, prefix, state):
+            log.add(f"linearly resized {name} {old} -> {new}")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, agents={self.agent_num}"
@@ -420,9 +404,6 @@ register_model(
 
 # --- PVT / CSwin shared: global agent attention ---
 
-# Which grid side (0 = height, 1 = width) each window-sized bias follows.
-_WINDOW_BIAS_SIDES = {"ah_bias": 0, "aw_bias": 1, "ha_bias": 0, "wa_bias": 1}
-
 
 class _GlobalAgentAttention(nn.Module):
     """Agent attention over a whole (H, W) token grid.
@@ -488,14 +469,9 @@ class _GlobalAgentAttention(nn.Module):
             agent_bias, query_bias = self.agent_bias, self.query_bias
         return ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
 
-    def resize_checkpoint_entries(self, prefix: str, state: dict[str, Tensor]) -> list[str]:
-        # Linear interpolation along the window axis, as the official `load_pretrained` does.
-        labels = []
-        for name, side in _WINDOW_BIAS_SIDES.items():
-            resize = partial(resize_agent_window_bias, name=name, window=self.grid[side])
-            if resize_entry(state, f"{prefix}{name}", getattr(self, name), resize):
-                labels.append("agent ah/aw/ha/wa bias (linear)")
-        return labels
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        for _ in resize_agent_window_biases(self, prefix, state):
+            log.add(interpolated_note("agent ah/aw/ha/wa bias (linear)"))
 
 
 # --- PVT backbone ---

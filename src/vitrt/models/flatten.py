@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
-from vitrt.models.backbones.common import resize_entry, resize_token_grid
+from vitrt.models.backbones.common import AdaptLog, interpolated_note, resize_entry, resize_token_grid
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, resize_grid_tokens
+from vitrt.models.backbones.swin import SwinTransformer
 from vitrt.models.layers import shared_head_depthwise_conv
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
@@ -81,7 +81,7 @@ class SwinFocusedLinearAttention(nn.Module):
         side = int(theirs.shape[1] ** 0.5)
         if side * side != theirs.shape[1]:
             return  # not a square grid: left for the strict check to report
-        state[key] = resize_grid_tokens(theirs, self.window_size)
+        state[key] = resize_token_grid(theirs, self.window_size, "bicubic")
         log.add(f"bicubic-resized positional_encoding {side}x{side} -> {self.window_size[0]}x{self.window_size[1]}")
 
     def extra_repr(self) -> str:
@@ -205,13 +205,11 @@ class _GlobalFocusedLinearAttention(nn.Module):
         conv = shared_head_depthwise_conv(tokens_to_map(v, *self.grid), self.dwc, self.num_heads)
         return out + map_to_tokens(conv)
 
-    def resize_checkpoint_entries(self, prefix: str, state: dict[str, Tensor]) -> list[str]:
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
         # The official FLatten loader resizes positional_encoding as a square grid, bicubically.
         key = f"{prefix}positional_encoding"
-        resized = resize_entry(
-            state, key, self.positional_encoding, lambda v: resize_token_grid(v, self.grid, "bicubic")
-        )
-        return ["FLatten positional_encoding (bicubic)"] if resized else []
+        if resize_entry(state, key, self.positional_encoding, lambda v: resize_token_grid(v, self.grid, "bicubic")):
+            log.add(interpolated_note("FLatten positional_encoding (bicubic)"))
 
 
 # --- PVT backbone ---

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, SwinStage, replace_buffer_entry
+from vitrt.models.backbones.common import AdaptLog, replace_buffer_entry
+from vitrt.models.backbones.swin import HierarchicalClassifier, SwinStage
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
 
