@@ -11,9 +11,8 @@ another size.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
@@ -100,16 +99,6 @@ def adapt_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> tupl
         if callable(hook):
             hook(f"{name}." if name else "", state, log)
     return state, log.notes()
-
-
-def resize_entry(state: dict[str, Tensor], key: str, target: Tensor, resize: Callable[[Tensor], Tensor]) -> bool:
-    """Replace state[key] by resize(state[key]) when its shape differs from `target`'s; True if it did."""
-    value = state.get(key)
-    if value is None or tuple(value.shape) == tuple(target.shape):
-        return False
-    with torch.no_grad():
-        state[key] = resize(value)
-    return True
 
 
 def replace_buffer_entry(state: dict[str, Tensor], key: str, own: Tensor | None, log: AdaptLog, what: str) -> None:

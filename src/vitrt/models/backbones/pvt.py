@@ -25,7 +25,6 @@ from vitrt.models.backbones.common import (
     check_image_batch,
     init_weights,
     interpolated_note,
-    resize_entry,
     resize_token_grid,
 )
 
@@ -156,9 +155,10 @@ class PyramidVisionTransformer(nn.Module):
     def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
         """Bilinear resize of `pos_embed{i}` to this model's stage grids (as PVT's `_get_pos_embed` does)."""
         for i, grid in enumerate(self.grids):
-            target = getattr(self, f"pos_embed{i + 1}")
             key = f"{prefix}pos_embed{i + 1}"
-            if resize_entry(state, key, target, partial(resize_token_grid, size=grid, mode="bilinear")):
+            stored = state.get(key)
+            if stored is not None and stored.shape != getattr(self, f"pos_embed{i + 1}").shape:
+                state[key] = resize_token_grid(stored, grid, "bilinear")
                 log.add(interpolated_note("PVT pos_embed (bilinear)"))
 
     def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
