@@ -11,31 +11,25 @@ into buffers instead of being interpolated and `.repeat`-ed at every forward.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import resize_entry, trunc_normal_init
+from vitrt.models.backbones.common import AdaptLog, interpolated_note, trunc_normal_init
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.deit import Attention, Block, DeiT
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer
+from vitrt.models.backbones.swin import SwinTransformer
 from vitrt.models.layers import adaptive_pool_matrix, agent_position_biases
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
 
-# --- DeiT backbone ---
-# Agent-DeiT (official `agent_transformer/models/agent_deit.py`): the cls token is kept; agents are pooled from the
-# patch queries only, `ac_bias`/`ca_bias` are the cls column/row of the two bias matrices, and the depthwise conv
-# is added to the patch tokens only. The first `agent_layers` blocks are agent blocks (all 12 for T/S, 4 for B), the
-# rest plain DeiT blocks.
+# --- Shared by every backbone: the agent attention core ---
 
 # Axis holding the window in each window-sized agent bias:
 # ah (1,h,a,w,1), aw (1,h,a,1,w), ha (1,h,w,1,a), wa (1,h,1,w,a).
@@ -53,16 +47,125 @@ def resize_agent_window_bias(bias: Tensor, name: str, window: int) -> Tensor:
     return resized.reshape(*rows.shape[:-1], window).movedim(-1, axis).to(bias.dtype)
 
 
-def _refresh_biases_after_load(module: SwinAgentAttention, incompatible_keys: Any) -> None:
+def _refresh_biases_after_load(module: _AgentAttentionCore, incompatible_keys: Any) -> None:
     module.refresh_position_biases()
 
 
-class DeiTAgentAttention(nn.Module):
-    """Agent attention over (cls + w*w) tokens with `agent_num` agents pooled from the patch queries."""
+class _AgentAttentionCore(nn.Module):
+    """Agent attention over a whole (H, W) token grid, optionally behind one cls token (DeiT).
+
+    Export-friendly forms of the official operations: agents = P q with P the constant AdaptiveAvgPool2d matrix
+    (non-persistent buffer; 56 -> 3 is non-divisible), and the position biases summed once into non-persistent
+    `agent_bias` (h, a, [1 +] n) / `query_bias` (h, [1 +] n, a) buffers, refreshed when switching to eval mode and
+    after `load_state_dict`. In training mode the biases are recomputed from the parameters on every forward.
+    Subclasses add their projections first and then call `_init_agent`, which keeps the official parameter order.
+    """
 
     pool_matrix: Tensor
     agent_bias: Tensor
     query_bias: Tensor
+    ac_bias: nn.Parameter | None
+    ca_bias: nn.Parameter | None
+
+    def _init_agent(
+        self, dim: int, num_heads: int, grid: tuple[int, int], agent_num: int, *, cls_token: bool = False
+    ) -> None:
+        pool = math.isqrt(agent_num)
+        if pool * pool != agent_num:
+            raise ModelConfigError(
+                f"agent_num {agent_num} is not a square number; agents pool to a p x p grid (a perfect square)"
+            )
+        if dim % num_heads:
+            raise ModelConfigError(f"embed dim {dim} is not divisible by {num_heads} heads")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.grid = grid
+        self.agent_num = agent_num
+        self.scale = (dim // num_heads) ** -0.5
+        height, width = grid
+        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
+        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, height, 1))
+        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, width))
+        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, height, 1, agent_num))
+        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, width, agent_num))
+        # DeiT: the cls-key column and cls-query row of the two bias matrices.
+        self.ac_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1)) if cls_token else None
+        self.ca_bias = nn.Parameter(torch.zeros(1, num_heads, 1, agent_num)) if cls_token else None
+        tokens = int(cls_token) + height * width
+        self.register_buffer("pool_matrix", adaptive_pool_matrix(grid, (pool, pool)), persistent=False)
+        self.register_buffer("agent_bias", torch.zeros(num_heads, agent_num, tokens), persistent=False)
+        self.register_buffer("query_bias", torch.zeros(num_heads, tokens, agent_num), persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
+        for bias in self.bias_parameters():
+            trunc_normal_init(bias)
+        self.refresh_position_biases()
+
+    def bias_parameters(self) -> list[nn.Parameter]:
+        biases = [self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias]
+        return biases + [b for b in (self.ac_bias, self.ca_bias) if b is not None]
+
+    def compute_position_biases(self) -> tuple[Tensor, Tensor]:
+        """(agent -> key bias (h, a, [1 +] n), query -> agent bias (h, [1 +] n, a)) from the bias parameters."""
+        return agent_position_biases(
+            self.an_bias,
+            self.na_bias,
+            self.ah_bias,
+            self.aw_bias,
+            self.ha_bias,
+            self.wa_bias,
+            self.grid,
+            ac_bias=self.ac_bias,
+            ca_bias=self.ca_bias,
+        )
+
+    @torch.no_grad()
+    def refresh_position_biases(self) -> None:
+        """Recompute the eval-mode bias buffers (after loading weights or any edit of the bias parameters)."""
+        if self.an_bias.is_meta:  # shape-only build: the buffers already have their shapes
+            return
+        self.agent_bias, self.query_bias = self.compute_position_biases()
+
+    def train(self, mode: bool = True) -> _AgentAttentionCore:
+        super().train(mode)
+        if not mode:
+            self.refresh_position_biases()
+        return self
+
+    def agent_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """The op on (B, [1 +] n, C) q, k, v, with the agents pooled from the grid queries (the cls query excluded)."""
+        agents = self.pool_matrix @ (q if self.ac_bias is None else q[:, 1:])  # (a, n) @ (B, n, C) -> (B, a, C)
+        if self.training:
+            agent_bias, query_bias = self.compute_position_biases()
+        else:
+            agent_bias, query_bias = self.agent_bias, self.query_bias
+        return ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
+
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        """Linearly resize the checkpoint's `ah/aw/ha/wa` biases to this grid (the official `load_pretrained`)."""
+        for name, axis in AGENT_WINDOW_BIAS_AXES.items():
+            key = prefix + name
+            stored, own = state.get(key), getattr(self, name)
+            if stored is None or stored.ndim != 5 or stored.shape == own.shape:
+                continue
+            if any(stored.shape[d] != own.shape[d] for d in range(5) if d != axis):
+                continue  # heads or agent count differ: left for the strict load to report
+            state[key] = resize_agent_window_bias(stored, name, own.shape[axis])
+            log.add(self.window_bias_note(name, stored.shape[axis], own.shape[axis]))
+
+    def window_bias_note(self, name: str, old: int, new: int) -> str:
+        return interpolated_note("agent ah/aw/ha/wa bias (linear)")
+
+
+# --- DeiT backbone ---
+# Agent-DeiT (official `agent_transformer/models/agent_deit.py`): the cls token is kept; agents are pooled from the
+# patch queries only, `ac_bias`/`ca_bias` are the cls column/row of the two bias matrices, and the depthwise conv
+# is added to the patch tokens only. The first `agent_layers` blocks are agent blocks (all 12 for T/S, 4 for B), the
+# rest plain DeiT blocks.
+
+
+class DeiTAgentAttention(_AgentAttentionCore):
+    """Agent attention over (cls + w*w) tokens with `agent_num` agents pooled from the patch queries."""
 
     def __init__(
         self,
@@ -74,75 +177,19 @@ class DeiTAgentAttention(nn.Module):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        pool = int(round(agent_num**0.5))
-        if pool * pool != agent_num:
-            raise ModelConfigError(f"agent_num must be a square number (a p x p pooled grid), got {agent_num}")
-        if dim % num_heads:
-            raise ModelConfigError(f"embed dim {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
-        self.agent_num = agent_num
-        self.window = grid_size
-        self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
-        w = grid_size
-        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, w, 1))
-        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, w))
-        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, w, 1, agent_num))
-        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, w, agent_num))
-        self.ac_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1))
-        self.ca_bias = nn.Parameter(torch.zeros(1, num_heads, 1, agent_num))
-        for bias in self.bias_parameters():
-            trunc_normal_(bias, std=0.02)
-        # AdaptiveAvgPool2d(p) over the w x w patch queries as one constant (a, w*w) matrix.
-        self.register_buffer("pool_matrix", adaptive_pool_matrix((w, w), (pool, pool)), persistent=False)
-        # The summed position biases used in eval mode: derived from the parameters, so not in the state_dict.
-        agent_bias, query_bias = self.position_biases()
-        self.register_buffer("agent_bias", agent_bias.detach(), persistent=False)
-        self.register_buffer("query_bias", query_bias.detach(), persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
+        self._init_agent(dim, num_heads, (grid_size, grid_size), agent_num, cls_token=True)
 
-    def bias_parameters(self) -> list[nn.Parameter]:
-        return [self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias, self.ac_bias,
-                self.ca_bias]  # fmt: skip
-
-    def position_biases(self) -> tuple[Tensor, Tensor]:
-        """(agent -> key bias (h, a, 1 + n), query -> agent bias (h, 1 + n, a)) from the bias parameters."""
-        return agent_position_biases(
-            self.an_bias,
-            self.na_bias,
-            self.ah_bias,
-            self.aw_bias,
-            self.ha_bias,
-            self.wa_bias,
-            (self.window, self.window),
-            ac_bias=self.ac_bias,
-            ca_bias=self.ca_bias,
-        )
-
-    @torch.no_grad()
-    def refresh_position_biases(self) -> None:
-        """Recompute the eval-mode bias buffers (after loading weights or any edit of the bias parameters)."""
-        agent_bias, query_bias = self.position_biases()
-        self.agent_bias = agent_bias.to(self.agent_bias.dtype)
-        self.query_bias = query_bias.to(self.query_bias.dtype)
-
-    def train(self, mode: bool = True) -> DeiTAgentAttention:
-        super().train(mode)
-        if not mode:
-            self.refresh_position_biases()
-        return self
+    def window_bias_note(self, name: str, old: int, new: int) -> str:
+        return f"{{count}} agent window biases (ah/aw/ha/wa) resized {old} -> {new} (linear)"
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        agents = self.pool_matrix @ q[:, 1:]  # (a, n) @ (B, n, C) -> (B, a, C)
-        agent_bias, query_bias = self.position_biases() if self.training else (self.agent_bias, self.query_bias)
-        x = ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
-        patches = v[:, 1:].transpose(1, 2).unflatten(-1, (self.window, self.window))
+        x = self.agent_attention(q, k, v)
+        patches = v[:, 1:].transpose(1, 2).unflatten(-1, self.grid)
         x = torch.cat([x[:, :1], x[:, 1:] + self.dwc(patches).flatten(2).transpose(1, 2)], dim=1)
         return self.proj_drop(self.proj(x))
 
@@ -193,31 +240,6 @@ class AgentDeiT(DeiT):
         )
         self.agent_layers = num_agent_blocks
 
-    def adapt_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Resize pos_embed (bicubic) and the window-sized agent biases (linear) to this model's token grid."""
-        state, notes = super().adapt_checkpoint(state_dict)
-        resized, old_window = 0, 0
-        for index in range(self.agent_layers):
-            attn = self.blocks[index].attn
-            for name in AGENT_WINDOW_BIAS_AXES:
-                key = f"blocks.{index}.attn.{name}"
-                target = getattr(attn, name)
-                stored = state.get(key)
-                if stored is None or stored.shape == target.shape or stored.ndim != 5:
-                    continue
-                axis = AGENT_WINDOW_BIAS_AXES[name]
-                other_dims = [d for d in range(5) if d != axis]
-                if [stored.shape[d] for d in other_dims] != [target.shape[d] for d in other_dims]:
-                    continue  # different heads or agent count: the strict load reports it
-                old_window = stored.shape[axis]
-                state[key] = resize_agent_window_bias(stored, name, target.shape[axis])
-                resized += 1
-        if resized:
-            notes.append(
-                f"{resized} agent window biases (ah/aw/ha/wa) resized {old_window} -> {self.grid_size} (linear)"
-            )
-        return state, notes
-
 
 register_variants(
     "agent",
@@ -242,12 +264,8 @@ register_variants(
 # --- Swin backbone ---
 
 
-class SwinAgentAttention(nn.Module):
+class SwinAgentAttention(_AgentAttentionCore):
     """Agent attention over one (usually whole-map) window; keys as the official `AgentAttention` (Swin)."""
-
-    pool_matrix: Tensor
-    agent_bias: Tensor
-    query_bias: Tensor
 
     def __init__(
         self,
@@ -259,82 +277,21 @@ class SwinAgentAttention(nn.Module):
         agent_num: int = 49,
     ):
         super().__init__()
-        pool_size = int(round(agent_num**0.5))
-        if pool_size * pool_size != agent_num:
-            raise ModelConfigError(f"agent_swin: agent_num {agent_num} is not a square number")
-        self.dim = dim
         self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.agent_num = agent_num
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
-        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, window_size[0], 1))
-        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, window_size[1]))
-        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, window_size[0], 1, agent_num))
-        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, window_size[1], agent_num))
-        for bias in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias):
-            trunc_normal_init(bias)
-        # AdaptiveAvgPool2d(pool_size) over the window as one exact MatMul (the 56 -> 3 bins overlap).
-        pool = adaptive_pool_matrix(window_size, (pool_size, pool_size))
-        self.register_buffer("pool_matrix", pool, persistent=False)
-        # Interpolated + summed position biases; used in eval mode, refreshed by train(False) and after loading.
-        n = window_size[0] * window_size[1]
-        self.register_buffer("agent_bias", torch.zeros(num_heads, agent_num, n), persistent=False)
-        self.register_buffer("query_bias", torch.zeros(num_heads, n, agent_num), persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
+        self._init_agent(dim, num_heads, window_size, agent_num)
 
-    def compute_position_biases(self) -> tuple[Tensor, Tensor]:
-        """(agent_bias (h, a, n), query_bias (h, n, a)) from the parameters."""
-        return agent_position_biases(
-            self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias, self.window_size
-        )
-
-    @torch.no_grad()
-    def refresh_position_biases(self) -> None:
-        if self.an_bias.is_meta:  # shape-only build: the buffers already have their shapes
-            return
-        self.agent_bias, self.query_bias = self.compute_position_biases()
-
-    def train(self, mode: bool = True) -> SwinAgentAttention:
-        super().train(mode)
-        if not mode:
-            self.refresh_position_biases()
-        return self
+    def window_bias_note(self, name: str, old: int, new: int) -> str:
+        return f"linearly resized {name} {old} -> {new}"
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         # `mask` is accepted for the block interface and ignored, as in the official code.
-        height, width = self.window_size
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        agents = self.pool_matrix @ q
-        if self.training:
-            agent_bias, query_bias = self.compute_position_biases()
-        else:
-            agent_bias, query_bias = self.agent_bias, self.query_bias
-        x = ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
-        v_map = v.transpose(1, 2).reshape(-1, self.dim, height, width)
-        x = x + self.dwc(v_map).flatten(2).transpose(1, 2)
+        x = self.agent_attention(q, k, v) + map_to_tokens(self.dwc(tokens_to_map(v, *self.grid)))
         return self.proj_drop(self.proj(x))
-
-    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
-        """Linearly resize ah/aw/ha/wa along their window axis, like the official `load_pretrained`."""
-        # (name, window axis, agent axis) of the (1, h, ., ., .) bias tensors.
-        for name, axis, agent_axis in (("ah_bias", 3, 2), ("aw_bias", 4, 2), ("ha_bias", 2, 4), ("wa_bias", 3, 4)):
-            key = prefix + name
-            theirs, own = state.get(key), getattr(self, name)
-            if theirs is None or theirs.dim() != 5 or tuple(theirs.shape) == tuple(own.shape):
-                continue
-            if theirs.shape[1] != own.shape[1] or theirs.shape[agent_axis] != own.shape[agent_axis]:
-                continue  # heads or agent count differ: left for the strict check to report
-            moved = theirs.movedim(axis, -1)
-            resized = F.interpolate(moved.reshape(1, -1, moved.shape[-1]).float(), size=own.shape[axis], mode="linear")
-            resized = resized.reshape(*moved.shape[:-1], own.shape[axis]).movedim(-1, axis)
-            state[key] = resized.to(theirs.dtype).contiguous()
-            log.add(f"linearly resized {name} {theirs.shape[axis]} -> {own.shape[axis]}")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, agents={self.agent_num}"
@@ -418,90 +375,10 @@ register_model(
 )
 
 
-# --- PVT / CSwin shared: global agent attention ---
-
-# Which grid side (0 = height, 1 = width) each window-sized bias follows.
-_WINDOW_BIAS_SIDES = {"ah_bias": 0, "aw_bias": 1, "ha_bias": 0, "wa_bias": 1}
-
-
-class _GlobalAgentAttention(nn.Module):
-    """Agent attention over a whole (H, W) token grid.
-
-    Export-friendly forms of the official operations: agents = P q with P the constant AdaptiveAvgPool2d matrix
-    (non-persistent buffer; 56 -> 3 is non-divisible), and the position biases summed once into non-persistent
-    `agent_bias` (h, a, n) / `query_bias` (h, n, a) buffers, refreshed when switching to eval mode and after
-    `load_state_dict`. In training mode the biases are recomputed from the parameters on every forward.
-    """
-
-    pool_matrix: Tensor
-    agent_bias: Tensor
-    query_bias: Tensor
-
-    def _init_agent(self, dim: int, num_heads: int, grid: tuple[int, int], agent_num: int) -> None:
-        pool = math.isqrt(agent_num)
-        if pool * pool != agent_num:
-            raise ModelConfigError(f"agent_num must be a perfect square (pooled to a p x p grid), got {agent_num}")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.grid = grid
-        self.agent_num = agent_num
-        self.scale = (dim // num_heads) ** -0.5
-        height, width = grid
-        self.an_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.na_bias = nn.Parameter(torch.zeros(num_heads, agent_num, 7, 7))
-        self.ah_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, height, 1))
-        self.aw_bias = nn.Parameter(torch.zeros(1, num_heads, agent_num, 1, width))
-        self.ha_bias = nn.Parameter(torch.zeros(1, num_heads, height, 1, agent_num))
-        self.wa_bias = nn.Parameter(torch.zeros(1, num_heads, 1, width, agent_num))
-        self.register_buffer("pool_matrix", adaptive_pool_matrix(grid, (pool, pool)), persistent=False)
-        self.register_buffer("agent_bias", torch.zeros(num_heads, agent_num, height * width), persistent=False)
-        self.register_buffer("query_bias", torch.zeros(num_heads, height * width, agent_num), persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_biases_after_load)
-        if not self.an_bias.is_meta:  # on the meta device (parameter counting) there is nothing to initialise
-            for bias in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias):
-                trunc_normal_(bias, std=0.02)
-        self.refresh_position_biases()
-
-    def _compute_position_biases(self) -> tuple[Tensor, Tensor]:
-        return agent_position_biases(
-            self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias, self.wa_bias, self.grid
-        )
-
-    @torch.no_grad()
-    def refresh_position_biases(self) -> None:
-        """Recompute the eval-mode bias buffers from the current parameters."""
-        if self.an_bias.is_meta:
-            return
-        self.agent_bias, self.query_bias = (b.detach() for b in self._compute_position_biases())
-
-    def train(self, mode: bool = True) -> _GlobalAgentAttention:
-        super().train(mode)
-        if not mode:
-            self.refresh_position_biases()
-        return self
-
-    def agent_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        agents = self.pool_matrix @ q
-        if self.training:
-            agent_bias, query_bias = self._compute_position_biases()
-        else:
-            agent_bias, query_bias = self.agent_bias, self.query_bias
-        return ops.agent_attention(q, k, v, agents, agent_bias, query_bias, num_heads=self.num_heads, scale=self.scale)
-
-    def resize_checkpoint_entries(self, prefix: str, state: dict[str, Tensor]) -> list[str]:
-        # Linear interpolation along the window axis, as the official `load_pretrained` does.
-        labels = []
-        for name, side in _WINDOW_BIAS_SIDES.items():
-            resize = partial(resize_agent_window_bias, name=name, window=self.grid[side])
-            if resize_entry(state, f"{prefix}{name}", getattr(self, name), resize):
-                labels.append("agent ah/aw/ha/wa bias (linear)")
-        return labels
-
-
 # --- PVT backbone ---
 
 
-class AgentPvtAttention(_GlobalAgentAttention):
+class AgentPvtAttention(_AgentAttentionCore):
     """Agent-PVT attention (sr_ratio 1): q, kv, agent attention + 3x3 depthwise conv on v, proj."""
 
     def __init__(
@@ -558,7 +435,7 @@ register_variants(
 # --- CSwin backbone ---
 
 
-class AgentCSwinAttention(_GlobalAgentAttention):
+class AgentCSwinAttention(_AgentAttentionCore):
     """Agent-CSwin global branch: agent attention + CSwin's LePE (`get_v`); no DWC. The block's `qkv` and `proj`
     sit outside the branch."""
 

@@ -8,6 +8,7 @@ depthwise conv are ordinary modules around it, the conv in its batch-independent
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -16,17 +17,66 @@ from torch import Tensor, nn
 
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
-from vitrt.models.backbones.common import resize_entry, resize_token_grid
+from vitrt.models.backbones.common import AdaptLog, interpolated_note, resize_token_grid
 from vitrt.models.backbones.cswin import CSWinTransformer, map_to_tokens, tokens_to_map
 from vitrt.models.backbones.pvt import PyramidVisionTransformer
-from vitrt.models.backbones.swin import AdaptLog, SwinTransformer, resize_grid_tokens
+from vitrt.models.backbones.swin import SwinTransformer
 from vitrt.models.layers import shared_head_depthwise_conv
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
+
+# --- Shared by every backbone: the focused linear attention core ---
+
+
+class _FocusedLinearAttentionCore(nn.Module):
+    """FLatten attention over a whole (H, W) token grid: the focused-linear-attention op plus the depthwise conv
+    branch on v, whose d-channel kernel is shared by every head (`dwc`). Subclasses add their projections first
+    and then call `_init_focused`, which keeps the official parameter order."""
+
+    def _init_focused(
+        self, dim: int, num_heads: int, grid: tuple[int, int], focusing_factor: float, kernel_size: int
+    ) -> None:
+        head_dim = dim // num_heads
+        self.dim = dim
+        self.num_heads = num_heads
+        self.grid = grid
+        self.focusing_factor = float(focusing_factor)
+        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, groups=head_dim, padding=kernel_size // 2)
+        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
+        self.positional_encoding = nn.Parameter(torch.zeros(1, grid[0] * grid[1], dim))
+
+    def focused_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out = ops.focused_linear_attention(
+            q,
+            k,
+            v,
+            self.positional_encoding,
+            self.scale,
+            num_heads=self.num_heads,
+            focusing_factor=self.focusing_factor,
+        )
+        conv = shared_head_depthwise_conv(tokens_to_map(v, *self.grid), self.dwc, self.num_heads)
+        return out + map_to_tokens(conv)
+
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        """Bicubic-resize `positional_encoding` as a square token grid, like the official `load_pretrained`."""
+        key = prefix + "positional_encoding"
+        stored, own = state.get(key), self.positional_encoding
+        if stored is None or stored.ndim != 3 or stored.shape[-1] != own.shape[-1] or stored.shape == own.shape:
+            return
+        side = math.isqrt(stored.shape[1])
+        if side * side != stored.shape[1]:
+            return  # not a square grid: left for the strict load to report
+        state[key] = resize_token_grid(stored, self.grid, "bicubic")
+        log.add(self.positional_encoding_note(side))
+
+    def positional_encoding_note(self, old_side: int) -> str:
+        return interpolated_note("FLatten positional_encoding (bicubic)")
+
 
 # --- Swin backbone ---
 
 
-class SwinFocusedLinearAttention(nn.Module):
+class SwinFocusedLinearAttention(_FocusedLinearAttentionCore):
     """Focused linear attention over one (usually whole-map) window; keys as the official Swin
     `FocusedLinearAttention`: `qkv`, `proj`, `dwc` (one d-channel kernel shared by all heads), `scale`,
     `positional_encoding`."""
@@ -42,47 +92,20 @@ class SwinFocusedLinearAttention(nn.Module):
         kernel_size: int = 5,
     ):
         super().__init__()
-        head_dim = dim // num_heads
-        self.dim = dim
         self.window_size = window_size
-        self.num_heads = num_heads
-        self.focusing_factor = focusing_factor
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size=kernel_size, groups=head_dim, padding=kernel_size // 2)
-        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
-        self.positional_encoding = nn.Parameter(torch.zeros(1, window_size[0] * window_size[1], dim))
+        self._init_focused(dim, num_heads, window_size, focusing_factor, kernel_size)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         # `mask` is accepted for the block interface and ignored, as in the official code.
-        height, width = self.window_size
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        x = ops.focused_linear_attention(
-            q,
-            k,
-            v,
-            self.positional_encoding,
-            self.scale,
-            num_heads=self.num_heads,
-            focusing_factor=self.focusing_factor,
-        )
-        v_map = v.transpose(1, 2).reshape(-1, self.dim, height, width)
-        x = x + shared_head_depthwise_conv(v_map, self.dwc, self.num_heads).flatten(2).transpose(1, 2)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self.proj(self.focused_attention(q, k, v)))
 
-    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
-        """Bicubic-resize `positional_encoding` as a token grid, like the official `load_pretrained`."""
-        key = prefix + "positional_encoding"
-        theirs = state.get(key)
-        own = self.positional_encoding
-        if theirs is None or theirs.dim() != 3 or theirs.shape[-1] != own.shape[-1] or theirs.shape == own.shape:
-            return
-        side = int(theirs.shape[1] ** 0.5)
-        if side * side != theirs.shape[1]:
-            return  # not a square grid: left for the strict check to report
-        state[key] = resize_grid_tokens(theirs, self.window_size)
-        log.add(f"bicubic-resized positional_encoding {side}x{side} -> {self.window_size[0]}x{self.window_size[1]}")
+    def positional_encoding_note(self, old_side: int) -> str:
+        height, width = self.window_size
+        return f"bicubic-resized positional_encoding {old_side}x{old_side} -> {height}x{width}"
 
     def extra_repr(self) -> str:
         return (
@@ -172,52 +195,10 @@ register_model(
 )
 
 
-# --- PVT / CSwin shared: global focused linear attention ---
-
-
-class _GlobalFocusedLinearAttention(nn.Module):
-    """FLatten attention over a whole (H, W) token grid: the focused-linear-attention op plus the depthwise conv
-    branch on v, whose d-channel kernel is shared by every head (`dwc`). Subclasses add their projections first
-    and then call `_init_focused`, which keeps the official parameter order."""
-
-    def _init_focused(
-        self, dim: int, num_heads: int, grid: tuple[int, int], focusing_factor: float, kernel_size: int
-    ) -> None:
-        head_dim = dim // num_heads
-        self.dim = dim
-        self.num_heads = num_heads
-        self.grid = grid
-        self.focusing_factor = float(focusing_factor)
-        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, groups=head_dim, padding=kernel_size // 2)
-        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
-        self.positional_encoding = nn.Parameter(torch.zeros(1, grid[0] * grid[1], dim))
-
-    def focused_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        out = ops.focused_linear_attention(
-            q,
-            k,
-            v,
-            self.positional_encoding,
-            self.scale,
-            num_heads=self.num_heads,
-            focusing_factor=self.focusing_factor,
-        )
-        conv = shared_head_depthwise_conv(tokens_to_map(v, *self.grid), self.dwc, self.num_heads)
-        return out + map_to_tokens(conv)
-
-    def resize_checkpoint_entries(self, prefix: str, state: dict[str, Tensor]) -> list[str]:
-        # The official FLatten loader resizes positional_encoding as a square grid, bicubically.
-        key = f"{prefix}positional_encoding"
-        resized = resize_entry(
-            state, key, self.positional_encoding, lambda v: resize_token_grid(v, self.grid, "bicubic")
-        )
-        return ["FLatten positional_encoding (bicubic)"] if resized else []
-
-
 # --- PVT backbone ---
 
 
-class FLattenPvtAttention(_GlobalFocusedLinearAttention):
+class FLattenPvtAttention(_FocusedLinearAttentionCore):
     """FLatten-PVT attention (sr_ratio 1, as in every released config): q, kv, focused linear attention + DWC, proj."""
 
     def __init__(
@@ -274,7 +255,7 @@ register_variants(
 # --- CSwin backbone ---
 
 
-class FLattenCSwinAttention(_GlobalFocusedLinearAttention):
+class FLattenCSwinAttention(_FocusedLinearAttentionCore):
     """FLatten-CSwin global branch: focused linear attention + DWC + CSwin's LePE (`get_v`, 3x3 depthwise on v).
     The block's `qkv` and `proj` sit outside the branch."""
 

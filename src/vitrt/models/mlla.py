@@ -19,18 +19,10 @@ from torch import Tensor, nn
 from vitrt import ops
 from vitrt.data.digits import LABELS as DIGIT_LABELS
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.swin import AdaptLog, HierarchicalClassifier, SwinStage, replace_buffer_entry
+from vitrt.models.backbones.common import AdaptLog, replace_buffer_entry
+from vitrt.models.backbones.cswin import map_to_tokens, tokens_to_map
+from vitrt.models.backbones.swin import HierarchicalClassifier, SwinStage
 from vitrt.models.registry import ModelSpec, Variant, register_model, register_variants
-
-
-def tokens_to_map(x: Tensor, height: int, width: int) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W) with a symbolic batch."""
-    return x.transpose(1, 2).reshape(-1, x.shape[-1], height, width)
-
-
-def map_to_tokens(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C)."""
-    return x.flatten(2).transpose(1, 2)
 
 
 class ConvLayer(nn.Module):

@@ -1,16 +1,18 @@
 """Pieces shared by the backbones: weight init, input checks and checkpoint resolution adaptation.
 
-Resolution-tied parameters (PVT `pos_embed{i}`, FLatten `positional_encoding`, Agent `ah/aw/ha/wa` biases) have
-the shape of the stage grid the checkpoint was trained at. `adapt_resolution_tied` walks a model and lets every
-module that defines `resize_checkpoint_entries(prefix, state_dict)` interpolate its own entries, the way the
-official loaders do, so a 224-px checkpoint loads into a model built for another size.
+Resolution-tied parameters (DeiT/PVT position embeddings, FLatten `positional_encoding`, Agent `ah/aw/ha/wa`
+biases, Swin relative position tables) have the shape of the grid or window the checkpoint was trained at, and some
+recomputable buffers (`relative_position_index`, `attn_mask`, RoPE `rotations`) are saved too. `adapt_state_dict`
+walks a model and lets every module that defines `adapt_checkpoint_entries(prefix, state_dict, log)` interpolate or
+replace its own entries, the way the official loaders do, so a 224-px checkpoint loads into a model built for
+another size.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
-import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
@@ -56,28 +58,58 @@ def resize_token_grid(tokens: Tensor, size: tuple[int, int], mode: str) -> Tenso
     return resized.flatten(2).transpose(1, 2).to(tokens.dtype)
 
 
-def adapt_resolution_tied(model: nn.Module, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """Interpolate every resolution-tied entry of `state_dict` whose shape differs from `model`'s.
+class AdaptLog:
+    """What `adapt_state_dict` changed, one note per distinct message.
 
-    Modules opt in by defining `resize_checkpoint_entries(prefix, state_dict) -> list[str]`, which rewrites the
-    entries under `prefix` in place and returns a short label per resized tensor. Returns the adapted copy of the
-    state dict and one note per label (with counts).
+    A message may contain `{count}`, replaced by how many times it was added; otherwise a count above one is
+    appended as `(xN)`.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def add(self, message: str) -> None:
+        self._counts[message] += 1
+
+    def notes(self) -> list[str]:
+        return [self._note(message, count) for message, count in self._counts.items()]
+
+    @staticmethod
+    def _note(message: str, count: int) -> str:
+        if "{count}" in message:
+            return message.format(count=count)
+        return f"{message} (x{count})" if count > 1 else message
+
+
+def interpolated_note(label: str) -> str:
+    """The AdaptLog message of a resized resolution-tied tensor, counted per `label`."""
+    return f"interpolated {{count}} {label} tensor(s) to the model's resolution"
+
+
+def adapt_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """Fit a checkpoint saved at another resolution (or window) to `model`: the `adapt_checkpoint` of every backbone.
+
+    Runs each module's `adapt_checkpoint_entries(prefix, state, log)` (the root's with prefix "") over a copy of
+    `state_dict`; returns the adapted copy and the log's notes.
     """
     state = dict(state_dict)
-    labels: Counter[str] = Counter()
+    log = AdaptLog()
     for name, module in model.named_modules():
-        hook = getattr(module, "resize_checkpoint_entries", None)
+        hook = getattr(module, "adapt_checkpoint_entries", None)
         if callable(hook):
-            labels.update(hook(f"{name}." if name else "", state))
-    notes = [f"interpolated {count} {label} tensor(s) to the model's resolution" for label, count in labels.items()]
-    return state, notes
+            hook(f"{name}." if name else "", state, log)
+    return state, log.notes()
 
 
-def resize_entry(state: dict[str, Tensor], key: str, target: Tensor, resize) -> bool:
-    """Replace state[key] by resize(state[key]) when its shape differs from `target`'s; True if it did."""
-    value = state.get(key)
-    if value is None or tuple(value.shape) == tuple(target.shape):
-        return False
-    with torch.no_grad():
-        state[key] = resize(value)
-    return True
+def replace_buffer_entry(state: dict[str, Tensor], key: str, own: Tensor | None, log: AdaptLog, what: str) -> None:
+    """Drop a recomputable buffer from `state` and put the model's own value in its place."""
+    theirs = state.pop(key, None)
+    if own is None:
+        if theirs is not None:
+            log.add(f"dropped {what} (not used at this resolution)")
+        return
+    state[key] = own.detach().clone()
+    if theirs is None:
+        log.add(f"added {what}")
+    elif tuple(theirs.shape) != tuple(own.shape):
+        log.add(f"recomputed {what} {tuple(theirs.shape)} -> {tuple(own.shape)}")

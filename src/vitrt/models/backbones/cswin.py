@@ -19,7 +19,7 @@ from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import adapt_resolution_tied, check_image_batch, init_weights
+from vitrt.models.backbones.common import adapt_state_dict, check_image_batch, init_weights
 
 # (stage index, dim, num_heads, stage resolution) -> global branch module with
 # forward(q, k, v, block_mean) -> (B, N, dim).
@@ -239,4 +239,4 @@ class CSWinTransformer(nn.Module):
 
     def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
         """Interpolate resolution-tied entries of an official state_dict to this model's img_size."""
-        return adapt_resolution_tied(self, state_dict)
+        return adapt_state_dict(self, state_dict)

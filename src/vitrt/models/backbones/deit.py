@@ -7,16 +7,16 @@ mlp.fc2}`, `norm`, `head`. Families supply the attention module of each block; t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import Tensor, nn
 
-from vitrt.errors import CheckpointError, ModelConfigError
-from vitrt.models.backbones.common import init_weights
+from vitrt.errors import ModelConfigError
+from vitrt.models.backbones.common import AdaptLog, adapt_state_dict, init_weights, resize_token_grid
 
 # DeiT uses LayerNorm eps 1e-6 everywhere (partial(nn.LayerNorm, eps=1e-6) in the official code).
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -180,36 +180,21 @@ class DeiT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
+        """Bicubically resize the patch part of the checkpoint's position embedding to this model's token grid (as
+        the official `load_pretrained`; prefix tokens are kept as they are)."""
+        key = prefix + "pos_embed"
+        stored = state.get(key)
+        if self.pos_embed is None or stored is None or stored.shape == self.pos_embed.shape:
+            return
+        if stored.ndim != 3 or stored.shape[-1] != self.pos_embed.shape[-1]:
+            return  # a different width: the strict load reports the mismatch
+        split, side = self.num_prefix_tokens, self.grid_size
+        patches = resize_token_grid(stored[:, split:], (side, side), "bicubic")
+        state[key] = torch.cat([stored[:, :split], patches], dim=1)
+        old = math.isqrt(stored.shape[1] - split)
+        log.add(f"pos_embed resized {old}x{old} -> {side}x{side} (bicubic)")
+
     def adapt_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Resize a checkpoint's position embedding to this model's token grid (bicubic, as the official loader)."""
-        state = dict(state_dict)
-        notes: list[str] = []
-        stored = state.get("pos_embed")
-        if self.pos_embed is not None and stored is not None and stored.shape != self.pos_embed.shape:
-            if stored.ndim != 3 or stored.shape[-1] != self.pos_embed.shape[-1]:
-                return state, notes  # a different width: the strict load reports the mismatch
-            state["pos_embed"] = resize_pos_embed(stored, self.grid_size, self.num_prefix_tokens)
-            old = _grid_side(stored.shape[1] - self.num_prefix_tokens)
-            notes.append(f"pos_embed resized {old}x{old} -> {self.grid_size}x{self.grid_size} (bicubic)")
-        return state, notes
-
-
-def _grid_side(num_patches: int) -> int:
-    side = int(round(num_patches**0.5))
-    if side * side != num_patches:
-        raise CheckpointError(f"checkpoint pos_embed holds {num_patches} patch positions, not a square grid")
-    return side
-
-
-def resize_pos_embed(pos_embed: Tensor, grid_size: int, num_prefix_tokens: int) -> Tensor:
-    """Bicubically resize the patch part of a (1, prefix + g*g, C) position embedding to grid_size^2 patches.
-
-    Matches the official `load_pretrained` (bicubic, align_corners=False, prefix tokens kept as they are); computed
-    in FP32 and returned in the input dtype.
-    """
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    side = _grid_side(grid.shape[1])
-    grid = grid.float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(grid_size, grid_size), mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, grid_size * grid_size, -1).to(pos_embed.dtype)
-    return torch.cat([prefix, grid], dim=1)
+        """Interpolate resolution-tied entries of an official state_dict to this model's img_size."""
+        return adapt_state_dict(self, state_dict)

@@ -20,10 +20,11 @@ from torch import Tensor, nn
 
 from vitrt.errors import ModelConfigError
 from vitrt.models.backbones.common import (
-    adapt_resolution_tied,
+    AdaptLog,
+    adapt_state_dict,
     check_image_batch,
     init_weights,
-    resize_entry,
+    interpolated_note,
     resize_token_grid,
 )
 
@@ -151,16 +152,15 @@ class PyramidVisionTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def resize_checkpoint_entries(self, prefix: str, state: dict[str, Tensor]) -> list[str]:
+    def adapt_checkpoint_entries(self, prefix: str, state: dict[str, Tensor], log: AdaptLog) -> None:
         """Bilinear resize of `pos_embed{i}` to this model's stage grids (as PVT's `_get_pos_embed` does)."""
-        labels = []
         for i, grid in enumerate(self.grids):
-            target = getattr(self, f"pos_embed{i + 1}")
             key = f"{prefix}pos_embed{i + 1}"
-            if resize_entry(state, key, target, lambda v, g=grid: resize_token_grid(v, g, "bilinear")):
-                labels.append("PVT pos_embed (bilinear)")
-        return labels
+            stored = state.get(key)
+            if stored is not None and stored.shape != getattr(self, f"pos_embed{i + 1}").shape:
+                state[key] = resize_token_grid(stored, grid, "bilinear")
+                log.add(interpolated_note("PVT pos_embed (bilinear)"))
 
     def adapt_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
         """Interpolate resolution-tied entries of an official state_dict to this model's img_size."""
-        return adapt_resolution_tied(self, state_dict)
+        return adapt_state_dict(self, state_dict)

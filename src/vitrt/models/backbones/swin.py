@@ -18,7 +18,6 @@ configs is global. Every reshape keeps the batch symbolic (-1): no Python arithm
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import torch
@@ -27,7 +26,13 @@ from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from vitrt.errors import ModelConfigError
-from vitrt.models.backbones.common import init_weights, trunc_normal_init
+from vitrt.models.backbones.common import (
+    AdaptLog,
+    adapt_state_dict,
+    init_weights,
+    replace_buffer_entry,
+    trunc_normal_init,
+)
 
 # (dim, window_size, num_heads, stage, qkv_bias, qk_scale, proj_drop) -> attention module
 LinearAttentionFactory = Callable[..., nn.Module]
@@ -69,42 +74,6 @@ def shifted_window_mask(resolution: tuple[int, int], window: int, shift: int) ->
     labels = window_partition(regions, window).squeeze(-1)
     different = labels.unsqueeze(1) - labels.unsqueeze(2) != 0
     return torch.zeros(different.shape).masked_fill(different, MASK_VALUE)
-
-
-class AdaptLog:
-    """Collects what `adapt_checkpoint` changed, one line per kind of change."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-
-    def add(self, message: str) -> None:
-        self._counts[message] += 1
-
-    def notes(self) -> list[str]:
-        return [f"{message} (x{count})" if count > 1 else message for message, count in self._counts.items()]
-
-
-def replace_buffer_entry(state: dict[str, Tensor], key: str, own: Tensor | None, log: AdaptLog, what: str) -> None:
-    """Drop a recomputable buffer from `state` and put the model's own value in its place."""
-    theirs = state.pop(key, None)
-    if own is None:
-        if theirs is not None:
-            log.add(f"dropped {what} (not used at this resolution)")
-        return
-    state[key] = own.detach().clone()
-    if theirs is None:
-        log.add(f"added {what}")
-    elif tuple(theirs.shape) != tuple(own.shape):
-        log.add(f"recomputed {what} {tuple(theirs.shape)} -> {tuple(own.shape)}")
-
-
-def resize_grid_tokens(tokens: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
-    """(1, S*S, C) tokens on a square grid -> (1, size[0]*size[1], C), interpolated like the official loaders."""
-    _, length, channels = tokens.shape
-    side = int(length**0.5)
-    grid = tokens.transpose(1, 2).reshape(1, channels, side, side).float()
-    resized = F.interpolate(grid, size=size, mode=mode)
-    return resized.reshape(1, channels, -1).transpose(1, 2).to(tokens.dtype)
 
 
 class PatchEmbed(nn.Module):
@@ -472,14 +441,3 @@ class SwinTransformer(HierarchicalClassifier):
             layers.append(SwinStage(blocks, downsample))
         self.layers = nn.ModuleList(layers)
         self.init_head(num_classes)
-
-
-def adapt_state_dict(model: nn.Module, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """Run every submodule's `adapt_checkpoint_entries(prefix, state, log)` over a copy of `state_dict`."""
-    state = dict(state_dict)
-    log = AdaptLog()
-    for name, module in model.named_modules():
-        hook = getattr(module, "adapt_checkpoint_entries", None)
-        if module is not model and callable(hook):
-            hook(f"{name}.", state, log)
-    return state, log.notes()
