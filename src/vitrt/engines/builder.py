@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.manifest import EngineManifest, atomic_write, manifest_path, now_iso, sha256_file
+from vitrt.engines.files import atomic_write, sha256_file
+from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
 
