@@ -49,9 +49,5 @@ def onnxruntime_providers() -> tuple[str, ...]:
     return tuple(ort.get_available_providers())
 
 
-def tensorrt_available() -> bool:
-    return tensorrt_problem() is None
-
-
 def cuda_available() -> bool:
     return cuda_problem() is None
