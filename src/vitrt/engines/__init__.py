@@ -45,8 +45,8 @@ def artifact_kind(artifact: str | Path | nn.Module) -> str:
         return "engine"
     if path.suffix == ".onnx":
         return "onnx"
-    from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
     from vitrt.errors import ModelNotFoundError
+    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
     from vitrt.models import get_spec
 
     if path.suffix in CHECKPOINT_SUFFIXES:
