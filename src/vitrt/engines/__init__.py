@@ -45,8 +45,8 @@ def artifact_kind(artifact: str | Path | nn.Module) -> str:
         return "engine"
     if path.suffix == ".onnx":
         return "onnx"
-    from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
     from vitrt.errors import ModelNotFoundError
+    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
     from vitrt.models import get_spec
 
     if path.suffix in CHECKPOINT_SUFFIXES:
@@ -100,7 +100,8 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
 
 
 def _onnx_of_engine(engine: Path) -> Path:
-    from vitrt.engines.manifest import EngineManifest, manifest_path, sha256_file
+    from vitrt.engines.files import sha256_file
+    from vitrt.engines.manifest import EngineManifest, manifest_path
 
     manifest = EngineManifest.load(manifest_path(engine))
     if not manifest.onnx_path or not Path(manifest.onnx_path).is_file():

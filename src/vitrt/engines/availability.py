@@ -24,6 +24,8 @@ def tensorrt_problem() -> str | None:
 
 def cuda_problem() -> str | None:
     """Why no CUDA GPU is usable, or None when one is."""
+    if importlib.util.find_spec("torch") is None:  # the core install is torch-free: a reason, not an ImportError
+        return "PyTorch is not installed (vitrt drives CUDA through it: pip install 'vitrt[models]')"
     import torch
 
     if not torch.cuda.is_available():
@@ -47,10 +49,6 @@ def onnxruntime_providers() -> tuple[str, ...]:
     import onnxruntime as ort
 
     return tuple(ort.get_available_providers())
-
-
-def tensorrt_available() -> bool:
-    return tensorrt_problem() is None
 
 
 def cuda_available() -> bool:

@@ -11,6 +11,7 @@ prepared graph to TensorRT. TensorRT is imported lazily: without it (or without 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.manifest import EngineManifest, atomic_write, manifest_path, now_iso, sha256_file
+from vitrt.engines.files import atomic_write, sha256_file
+from vitrt.engines.manifest import HARDWARE_COMPATIBILITY, EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
 
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 DEFAULT_DYNAMIC_BATCH = (1, 8, 32)
 CACHE_DIR_ENV = "VITRT_CACHE_DIR"
 
@@ -305,7 +306,8 @@ def build_engine(
         raise EngineBuildError(f"TensorRT could not build {onnx_path.name}: {reason}")
     if cache_path is not None:
         atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    atomic_write(engine_path, bytes(memoryview(serialized)))
+    engine_bytes = bytes(memoryview(serialized))
+    atomic_write(engine_path, engine_bytes)
 
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
@@ -322,8 +324,8 @@ def build_engine(
             }
         ],
         onnx_sha256=plan.onnx_sha256,
-        engine_sha256=sha256_file(engine_path),
-        engine_size=engine_path.stat().st_size,
+        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
+        engine_size=len(engine_bytes),
         inputs=[TensorSpec(t.name, _trt.dtype_name(t.dtype), _trt.dims(t.shape)) for t in inputs],
         outputs=[TensorSpec(t.name, _trt.dtype_name(t.dtype), _trt.dims(t.shape)) for t in outputs],
         onnx_path=str(onnx_path.resolve()),

@@ -9,17 +9,15 @@ explicitly allows it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from vitrt.engines.base import TensorSpec
+from vitrt.engines.files import atomic_write, sha256_file
 from vitrt.errors import ArtifactError, ManifestMismatchError
 from vitrt.metadata import ModelMetadata
 
@@ -35,14 +33,6 @@ def manifest_path(engine_path: str | Path) -> Path:
     """`model.plan` -> `model.plan.json`."""
     path = Path(engine_path)
     return path.with_name(path.name + ".json")
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -249,18 +239,6 @@ def verify_engine(
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _spec_to_dict(spec: TensorSpec) -> dict[str, Any]:

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
 LIBRARY_PATTERNS = ("libvitrt_plugins.so", "libvitrt_plugins.so.*", "libvitrt*plugin*.so*", "vitrt_plugins.dll")
-PLUGIN_CHOICES = ("auto", "none")
 
 
 def find_plugin_library() -> tuple[Path | None, str]:
@@ -74,14 +73,6 @@ def resolve_plugins(choice: str | Path | None) -> Path | None:
         return found
     if not path.is_file():
         raise PluginError(f"plugin library not found: {path}")
-    return path
-
-
-def require_plugin_library() -> Path:
-    """The library, or a PluginError saying why it cannot be found."""
-    path, where = find_plugin_library()
-    if path is None:
-        raise PluginError(f"vitrt plugin library not found: {where}")
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from vitrt.engines.base import InferenceBackend, TensorSpec
 from vitrt.errors import ArtifactError, BackendUnavailableError
+from vitrt.export.zoo import CHECKPOINT_SUFFIXES
 from vitrt.metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
 DTYPES = ("float32", "float16", "bfloat16")
 KERNELS = ("reference", "cuda")
 

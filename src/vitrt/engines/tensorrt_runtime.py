@@ -96,8 +96,7 @@ class TensorRTBackend(InferenceBackend):
             name = engine.get_tensor_name(index)
             dtype = engine.get_tensor_dtype(name)
             self._dtypes[name] = dtype
-            host = "float32" if _trt.dtype_name(dtype) == "bfloat16" else _trt.dtype_name(dtype)
-            spec = TensorSpec(name, host, _trt.dims(engine.get_tensor_shape(name)))
+            spec = TensorSpec(name, _trt.host_dtype(dtype).name, _trt.dims(engine.get_tensor_shape(name)))
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 inputs.append(spec)
             else:

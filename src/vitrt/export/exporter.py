@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitrt.engines.files import atomic_write
 from vitrt.errors import ExportError, ValidationError
 from vitrt.export import graph
 from vitrt.export import validate as validation
@@ -400,14 +400,9 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _write(target: Path, data: bytes) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a truncated model at `target`."""
     try:
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, target)
+        atomic_write(target, data)
     except OSError as err:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp.name)
         raise ExportError(f"cannot write {target}: {err.strerror or err}") from None
 
 

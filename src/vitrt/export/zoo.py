@@ -13,7 +13,6 @@ What MODEL_OR_CHECKPOINT may be:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -112,8 +111,10 @@ def resolve_model(
             "(fine for benchmarking, useless for predictions)"
         )
     if checkpoint_path is not None:
+        from vitrt.engines.files import sha256_file
+
         metadata: ModelMetadata = model.vitrt_metadata  # type: ignore[assignment]
-        metadata.checkpoint_sha256 = _sha256(checkpoint_path)
+        metadata.checkpoint_sha256 = sha256_file(checkpoint_path)
     return model, notes
 
 
@@ -241,11 +242,3 @@ def _build(name: str, img_size: int | None, state: Mapping[str, Any] | None, pat
         report.path = str(path)
         model.eval()
     return model
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -12,12 +12,12 @@ import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
-from vitrt.ops import reference
 from vitrt.ops.spec import OpSpec, load_op_specs, op_spec
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "OpSpec",
@@ -45,7 +45,9 @@ _ACTIVE: ContextVar[str] = ContextVar("vitrt_ops_implementation", default="refer
 
 def register_implementation(implementation: str, op_name: str, fn: Callable[..., Tensor]) -> None:
     """Register `fn` as `implementation` of the op `op_name` (ONNX op_type); same signature as the reference."""
-    if op_name not in reference.REFERENCE:
+    from vitrt.ops.reference import REFERENCE
+
+    if op_name not in REFERENCE:
         raise KeyError(f"unknown vitrt op {op_name!r}")
     _IMPLEMENTATIONS[(implementation, op_name)] = fn
 
@@ -73,7 +75,10 @@ def active_implementation() -> str:
 def _call(op_name: str, *args: Tensor, **attrs: Any) -> Tensor:
     implementation = _ACTIVE.get()
     if implementation == "reference":
-        return reference.REFERENCE[op_name](*args, **attrs)
+        # Imported here so that `vitrt.ops.spec` (read by torch-free tools) does not pull in torch.
+        from vitrt.ops.reference import REFERENCE
+
+        return REFERENCE[op_name](*args, **attrs)
     try:
         fn = _IMPLEMENTATIONS[(implementation, op_name)]
     except KeyError:

@@ -71,7 +71,8 @@ def run_parity(
     kind = artifact_kind(artifact)
     if not artifact.is_file():
         raise ArtifactError(f"artifact not found: {artifact}")
-    manifest = EngineManifest.load(manifest_path(artifact)) if kind == "engine" and _has_manifest(artifact) else None
+    has_manifest = kind == "engine" and manifest_path(artifact).is_file()
+    manifest = EngineManifest.load(manifest_path(artifact)) if has_manifest else None
     runtimes = _runtimes(backends, kind)
     precision = precision or (manifest.precision if manifest else "fp32")
     budget = (budget or default_budget(precision)).with_overrides(budget_overrides)
@@ -164,13 +165,9 @@ def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
 
 
 def _is_checkpoint(model: object) -> bool:
-    from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
+    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
 
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
-
-
-def _has_manifest(engine: Path) -> bool:
-    return manifest_path(engine).is_file()
 
 
 def _artifact_metadata(artifact: Path, manifest: EngineManifest | None) -> Any:
@@ -261,24 +258,25 @@ def _per_block(
         ref_blocks = block_probe.torch_block_outputs(reference.model, names, lambda: reference.model(x))
 
     onnx_path = artifact if kind == "onnx" else Path(manifest.onnx_path) if manifest and manifest.onnx_path else None
-    reports = []
-    for backend in opened:
-        report = block_probe.PerBlockReport(backend=backend.name, threshold=budget.block_rel)
-        if not names:
-            report.notes.append("no transformer blocks found in the PyTorch model")
-            reports.append(report)
-            continue
-        if onnx_path is None or not onnx_path.is_file():
-            report.notes.append("the ONNX file behind the artifact is not available")
-            reports.append(report)
-            continue
+    # One ONNX file and one block -> tensor mapping serve every backend.
+    unavailable = None
+    if not names:
+        unavailable = "no transformer blocks found in the PyTorch model"
+    elif onnx_path is None or not onnx_path.is_file():
+        unavailable = "the ONNX file behind the artifact is not available"
+    else:
         proto = load_model(onnx_path)
         tensors = block_output_tensors(proto, names)
         if not tensors:
-            report.notes.append(
+            unavailable = (
                 "the ONNX file records no module scopes (pkg.torch.onnx.name_scopes); re-export it with vitrt export"
             )
-            reports.append(report)
+    reports = []
+    for backend in opened:
+        if unavailable is not None:
+            reports.append(
+                block_probe.PerBlockReport(backend=backend.name, threshold=budget.block_rel, notes=[unavailable])
+            )
             continue
         feeds = {backend.inputs[0].name: sample}
         if backend.name == "tensorrt":
