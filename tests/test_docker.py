@@ -95,3 +95,9 @@ def test_compose_services_are_hardened() -> None:
     assert services["vitrt"]["build"]["dockerfile"] == "docker/Dockerfile.cpu"
     gpu_devices = services["vitrt-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu_devices[0]["capabilities"] == ["gpu"]
+
+
+def test_gpu_runtime_stage_has_pytorch_for_the_tensorrt_backend() -> None:
+    # TensorRTBackend and `vitrt build` allocate CUDA memory through torch; the NGC TensorRT base does not ship it.
+    runtime_stage = (ROOT / "docker" / "Dockerfile.gpu").read_text().split(" AS runtime")[1]
+    assert re.search(r'pip install [^\n]*"torch==\$\{TORCH_VERSION\}"', runtime_stage)
