@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.files import atomic_write, sha256_file
+from vitrt.engines.files import atomic_write, cache_dir, sha256_file
 from vitrt.engines.manifest import HARDWARE_COMPATIBILITY, EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULT_DYNAMIC_BATCH = (1, 8, 32)
-CACHE_DIR_ENV = "VITRT_CACHE_DIR"
 
 
 @dataclass
@@ -123,14 +122,6 @@ def parse_batch(text: str | int) -> tuple[int, int, int]:
     if low < 1 or not low <= opt <= high:
         raise EngineBuildError(f"batch profile needs 1 <= MIN <= OPT <= MAX, got {text!r}")
     return low, opt, high
-
-
-def cache_dir() -> Path:
-    """vitrt's user cache directory ($VITRT_CACHE_DIR, else $XDG_CACHE_HOME/vitrt, else ~/.cache/vitrt)."""
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vitrt"
 
 
 def default_timing_cache(tensorrt_version: str, compute_capability: str) -> Path:

@@ -1,4 +1,4 @@
-"""File helpers shared by the exporter, the engine builder and the manifests: content hashes and atomic writes."""
+"""File helpers shared across vitrt: content hashes, atomic writes and the per-user cache directory."""
 
 from __future__ import annotations
 
@@ -27,3 +27,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+CACHE_DIR_ENV = "VITRT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """vitrt's user cache directory ($VITRT_CACHE_DIR, else $XDG_CACHE_HOME/vitrt, else ~/.cache/vitrt)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vitrt"

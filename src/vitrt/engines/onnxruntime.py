@@ -125,7 +125,7 @@ class OnnxRuntimeBackend(InferenceBackend):
 def auto_providers(plugins: str | Path | None = "auto") -> list[Provider]:
     """The fastest providers this ORT build and machine offer: TensorRT EP, CUDA EP, then CPU."""
     from vitrt.engines.availability import cuda_available, onnxruntime_providers
-    from vitrt.engines.builder import cache_dir
+    from vitrt.engines.files import cache_dir
     from vitrt.engines.plugin_library import resolve_plugins
 
     available = onnxruntime_providers()

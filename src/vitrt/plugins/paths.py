@@ -1,7 +1,7 @@
 """Where the plugin sources and built libraries live.
 
 Build output: `$VITRT_PLUGIN_DIR` when set, else `build/plugins` of a source checkout, else a per-user cache
-directory (`$XDG_CACHE_HOME/vitrt/plugins/<version>`, `~/.cache/...` by default) for wheel installs.
+directory (`vitrt.engines.files.cache_dir()/plugins/<version>`) for wheel installs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from vitrt import __version__
+from vitrt.engines.files import cache_dir
 from vitrt.errors import PluginError
 
 KERNEL_LIBRARY = "libvitrt_kernels.so"
@@ -34,8 +35,7 @@ def default_build_dir() -> Path:
     src = source_dir()
     if src.name == "plugins" and (src.parent / "pyproject.toml").is_file():
         return src.parent / "build" / "plugins"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "vitrt" / "plugins" / __version__
+    return cache_dir() / "plugins" / __version__
 
 
 def _find(name: str, build_dir: Path | None, what: str) -> Path:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vitrt.engines.manifest import sha256_file
+from vitrt.engines.files import sha256_file
 from vitrt.errors import ArtifactError, PluginError, VitrtError
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
