@@ -195,15 +195,14 @@ class DeiTAgentAttention(_AgentAttentionCore):
 
 
 class AgentDeiT(DeiT):
-    """Agent-DeiT: the first `agent_layers` blocks use agent attention (all when -1), the rest softmax attention."""
+    """Agent-DeiT: the first `agent_layers` blocks use agent attention (all when -1), the rest softmax attention.
+
+    Trunk geometry (img_size, patch_size, in_chans, num_classes, depth, drop_path_rate) goes to `DeiT`.
+    """
 
     def __init__(
         self,
         *,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
         embed_dim: int = 192,
         depth: int = 12,
         num_heads: int = 3,
@@ -212,7 +211,7 @@ class AgentDeiT(DeiT):
         agent_num: int = 49,
         agent_layers: int = -1,
         drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
+        **trunk: Any,
     ) -> None:
         num_agent_blocks = depth if agent_layers <= 0 else min(agent_layers, depth)
 
@@ -224,20 +223,7 @@ class AgentDeiT(DeiT):
                 attn = Attention(embed_dim, num_heads, qkv_bias, proj_drop=drop_rate)
             return Block(embed_dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path)
 
-        super().__init__(
-            block,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            num_classes=num_classes,
-            embed_dim=embed_dim,
-            depth=depth,
-            class_token=True,
-            pos_embed=True,
-            global_pool="token",
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-        )
+        super().__init__(block, embed_dim=embed_dim, depth=depth, drop_rate=drop_rate, **trunk)
         self.agent_layers = num_agent_blocks
 
 

@@ -12,6 +12,7 @@ real q, k, v: the whole FFT pipeline lives inside `vitrt.ops.circulant_attention
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -56,37 +57,23 @@ class CABlock(Block):
 
 
 class CADeiT(DeiT):
-    """CA-DeiT: token mean of the normalised features goes to the head; no cls token, no position embedding."""
+    """CA-DeiT: token mean of the normalised features goes to the head; no cls token, no position embedding.
 
-    def __init__(
-        self,
-        *,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        embed_dim: int = 768,
-        depth: int = 12,
-        mlp_ratio: float = 4.0,
-        drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-    ) -> None:
+    Trunk geometry (img_size, patch_size, in_chans, num_classes, depth, drop_path_rate) goes to `DeiT`.
+    """
+
+    def __init__(self, *, embed_dim: int = 768, mlp_ratio: float = 4.0, drop_rate: float = 0.0, **trunk: Any) -> None:
         def block(index: int, drop_path: float, grid_size: int) -> nn.Module:
             return CABlock(embed_dim, grid_size, mlp_ratio, drop=drop_rate, drop_path=drop_path)
 
         super().__init__(
             block,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            num_classes=num_classes,
             embed_dim=embed_dim,
-            depth=depth,
             class_token=False,
             pos_embed=False,
             global_pool="avg",
             drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
+            **trunk,
         )
 
 

@@ -80,41 +80,26 @@ class DeiTInLineAttention(_InLineAttentionCore):
 
 
 class InLineDeiT(DeiT):
-    """InLine-DeiT: a DeiT whose blocks all use InLine attention."""
+    """InLine-DeiT: a DeiT whose blocks all use InLine attention.
+
+    Trunk geometry (img_size, patch_size, in_chans, num_classes, depth, drop_path_rate) goes to `DeiT`.
+    """
 
     def __init__(
         self,
         *,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
         embed_dim: int = 192,
-        depth: int = 12,
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
+        **trunk: Any,
     ) -> None:
         def block(index: int, drop_path: float, grid_size: int) -> nn.Module:
             attn = DeiTInLineAttention(embed_dim, num_heads, grid_size, qkv_bias=qkv_bias, proj_drop=drop_rate)
             return Block(embed_dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path)
 
-        super().__init__(
-            block,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            num_classes=num_classes,
-            embed_dim=embed_dim,
-            depth=depth,
-            class_token=True,
-            pos_embed=True,
-            global_pool="token",
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-        )
+        super().__init__(block, embed_dim=embed_dim, drop_rate=drop_rate, **trunk)
 
 
 register_variants(
