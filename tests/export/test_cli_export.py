@@ -121,6 +121,38 @@ def test_untrusted_pickle_needs_trust_checkpoint(toy_model, tmp_path, capsys):
     assert code == 0, err
 
 
+class _RunsAShellCommand:
+    """A pickle that would call os.system when unpickled (it writes a marker file)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("layout", ["torch.save", "plain pickle"])
+def test_malicious_pickle_is_refused_naming_the_global_and_the_flag(toy_model, tmp_path, capsys, layout):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    checkpoint = tmp_path / "evil.pth"
+    payload = {"model": build_tiny_stack().state_dict(), "hook": _RunsAShellCommand(marker)}
+    if layout == "torch.save":
+        torch.save(payload, checkpoint)
+    else:
+        checkpoint.write_bytes(pickle.dumps(payload, protocol=4))
+    code, out, err = run_cli(capsys, TOY, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"))
+    assert_one_line_error(code, err, "disallowed global posix.system")
+    line = err.strip().splitlines()[-1]
+    assert "could run code" in line and "--trust-checkpoint" in line
+    assert "not a PyTorch checkpoint" not in line
+    assert "weights_only" not in out + err and "Warning" not in out + err  # no torch advice or warning leaks
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

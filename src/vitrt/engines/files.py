@@ -16,11 +16,29 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so a crash never leaves a truncated file at `path`."""
+    """Write through a temporary file and a rename, so a crash never leaves a truncated file at `path`.
+
+    The file gets the permissions `open()` would give it (0666 minus the umask), not mkstemp's private 0600, so a
+    container or Triton running as another user can read what vitrt wrote.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
