@@ -45,7 +45,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
             model.metrics = app.state.metrics.bind(model)
         await repo.start()
         app.state.repository = repo
-        log.info("server ready", extra={"models": ",".join(repo.names)})
+        log.info("models started", extra={"models": ",".join(repo.names)})
         try:
             yield
         finally:
