@@ -79,4 +79,3 @@ def test_docs_page_loads_its_assets_from_this_server(server):
         response = httpx.get(f"{server.url}{url}")
         assert response.status_code == 200 and len(response.content) > 10_000, url
     assert "SwaggerUIBundle" in httpx.get(f"{server.url}/docs/assets/swagger-ui-bundle.js").text
-

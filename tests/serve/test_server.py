@@ -517,8 +517,10 @@ def test_backend_failure_is_a_generic_500_with_request_id_and_a_logged_traceback
     assert response.json() == {"error": "model 'lookup' failed to run a batch of 1", "request_id": "fail-me-1"}
     assert response.headers["x-request-id"] == "fail-me-1"
     server.wait_for_log(
-        lambda e: (e.get("request_id") == "fail-me-1" or "batch of 1 failed" in e["message"])
-        and "Traceback" in e.get("exception", "")
+        lambda e: (
+            (e.get("request_id") == "fail-me-1" or "batch of 1 failed" in e["message"])
+            and "Traceback" in e.get("exception", "")
+        )
     )
     assert (
         client.post(

@@ -14,7 +14,20 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 
 # KServe v2 tensor datatypes this server converts (vitrt.serve.protocol.DATATYPES maps them to numpy). Requests
 # validate the name themselves (to say which input is wrong); the schema lists them so generated clients know.
-DATATYPE_NAMES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64")
+DATATYPE_NAMES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+)
 Datatype = Annotated[str, Field(json_schema_extra={"enum": list(DATATYPE_NAMES)})]
 
 

@@ -20,6 +20,7 @@ from vitrt.errors import VitrtError
 
 log = logging.getLogger("vitrt.serve")
 
+
 class PortInUseError(VitrtError):
     """The address the server should listen on cannot be bound."""
 
@@ -44,7 +45,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
                 f"port {port} on {host} is already in use (another vitrt serve?); stop it or choose --port"
             ) from None
         if err.errno == errno.EACCES:
-            raise PortInUseError(f"no permission to listen on {host}:{port} (ports below 1024 need privileges)") from None
+            raise PortInUseError(
+                f"no permission to listen on {host}:{port} (ports below 1024 need privileges)"
+            ) from None
         raise PortInUseError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     sock.set_inheritable(True)
     return sock

@@ -39,13 +39,13 @@ inference = APIRouter(tags=["kserve v2"], dependencies=[Depends(require_api_key)
 
 
 # Health answers carry no body (KServe v2: the status code is the answer; 4xx means "no").
-_EMPTY = {"content": {}}
-_LIVE = {200: {"description": "The server is live (empty body)", **_EMPTY}}
-_READY = {
-    200: {"description": "Ready (empty body)", **_EMPTY},
-    400: {"description": "Not ready (empty body)", **_EMPTY},
+_Responses = dict[int | str, dict[str, Any]]
+_LIVE: _Responses = {200: {"description": "The server is live (empty body)", "content": {}}}
+_READY: _Responses = {
+    200: {"description": "Ready (empty body)", "content": {}},
+    400: {"description": "Not ready (empty body)", "content": {}},
 }
-_MODEL_READY = {**_READY, 404: {"description": "Unknown model or version", "model": ErrorResponse}}
+_MODEL_READY: _Responses = {**_READY, 404: {"description": "Unknown model or version", "model": ErrorResponse}}
 
 
 @health.get("/v2/health/live", summary="Server liveness", response_class=Response, responses=_LIVE)

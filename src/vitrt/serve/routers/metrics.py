@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -10,7 +12,9 @@ from vitrt.serve.dependencies import MetricsDep, require_api_key
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_api_key)])
 
 
-_TEXT = {200: {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 
 
 @router.get(
