@@ -115,6 +115,7 @@ def resolve_model(
 
         metadata: ModelMetadata = model.vitrt_metadata  # type: ignore[assignment]
         metadata.checkpoint_sha256 = sha256_file(checkpoint_path)
+        metadata.weights, metadata.weights_seed = "checkpoint", None
     return model, notes
 
 
