@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
 from vitrt.engines.files import atomic_write, cache_dir, sha256_file
+from vitrt.ops.validate import check_vitrt_nodes
 from vitrt.engines.manifest import HARDWARE_COMPATIBILITY, EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
@@ -135,6 +136,7 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
     onnx_path = Path(onnx_path)
     model = onnx_graph.load_model(onnx_path)
     onnx_graph.ensure_node_names(model)
+    check_vitrt_nodes(model, onnx_path)
     metadata = onnx_graph.model_metadata(model)
     notes: list[str] = []
     calls = onnx_graph.vitrt_nodes(model)

@@ -66,6 +66,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"ONNX file not found: {self.path}")
+        _check_nodes(self.path)
         options = session_options or ort.SessionOptions()
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
@@ -170,3 +171,16 @@ def _spec(node: Any) -> TensorSpec:
         raise ArtifactError(f"unsupported ONNX tensor type {node.type} for {node.name}")
     shape = tuple(d if isinstance(d, int) else None for d in node.shape)
     return TensorSpec(name=node.name, dtype=dtype, shape=shape)
+
+
+def _check_nodes(path: Path) -> None:
+    """vitrt nodes against their op contracts, before ONNX Runtime turns a bad attribute into a shape error."""
+    import onnx
+
+    from vitrt.ops.validate import check_vitrt_nodes
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not readable as ONNX: ONNX Runtime's own error below says so
+        return
+    check_vitrt_nodes(model, path)
