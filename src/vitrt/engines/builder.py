@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
 from vitrt.engines.files import atomic_write, cache_dir, sha256_file
-from vitrt.ops.validate import check_vitrt_nodes
 from vitrt.engines.manifest import HARDWARE_COMPATIBILITY, EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
+from vitrt.ops.validate import check_vitrt_nodes
 
 if TYPE_CHECKING:
     import onnx

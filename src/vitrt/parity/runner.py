@@ -214,11 +214,9 @@ def _reference_weights(
             )
         notes.append(f"reference rebuilt with the artifact's random weights (seed {meta.weights_seed})")
         return int(meta.weights_seed) if meta.weights_seed is not None else None
-    if recorded == "bundled" and source is not None and meta.checkpoint_sha256:
-        if sha256_file(source) != meta.checkpoint_sha256:
-            raise ArtifactError(
-                f"{artifact.name} holds {arch}'s bundled weights, not {source.name}'s; use --model {arch}"
-            )
+    bundled = recorded == "bundled" and source is not None and meta.checkpoint_sha256
+    if bundled and source is not None and sha256_file(source) != meta.checkpoint_sha256:
+        raise ArtifactError(f"{artifact.name} holds {arch}'s bundled weights, not {source.name}'s; use --model {arch}")
     return None
 
 
