@@ -576,3 +576,17 @@ def test_streamed_body_over_the_limit_is_refused(client):
     chunks = (b"x" * (512 * 1024) for _ in range(5))  # chunked transfer encoding: no Content-Length to check up front
     response = client.post("/v2/models/digits/infer", content=chunks)
     assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
+def test_classify_can_return_what_the_model_sees(client, tmp_path):
+    (path, _), *_ = digit_files(tmp_path / "seen", 1, "png")
+    response = client.post(
+        "/v1/models/digits/classify?include_input=true", files={"file": ("d.png", path.read_bytes())}
+    )
+    assert response.status_code == 200, response.text
+    url = response.json()["results"][0]["input_image"]
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert image.size == (16, 16)  # the model's input size, not the upload's
+    plain = client.post("/v1/models/digits/classify", files={"file": ("d.png", path.read_bytes())})
+    assert plain.json()["results"][0].get("input_image") is None

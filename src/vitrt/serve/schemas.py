@@ -112,6 +112,9 @@ class Prediction(BaseModel):
 class ImageResult(BaseModel):
     filename: str | None
     top_k: list[Prediction]
+    input_image: str | None = Field(
+        default=None, description="with ?include_input=true: the preprocessed input the model saw, as a PNG data URL"
+    )
 
 
 class ClassifyLatency(BaseModel):
