@@ -117,3 +117,27 @@ def test_launchers_reject_bad_arguments(runner):
         runner.circulant_attention(q, q, q, height=3, width=4, strategy=3)
     with pytest.raises(PluginError, match="inference-only"):
         runner.circulant_attention(q.requires_grad_(), q, q, height=3, width=4)
+
+
+def _plans_made(library_path) -> list[tuple[int, int, int]]:
+    import ctypes
+
+    hook = ctypes.CDLL(str(library_path)).vitrt_emulated_cufft_plans
+    hook.argtypes = [ctypes.POINTER(ctypes.c_longlong), ctypes.c_int]
+    count = hook(None, 0)
+    values = (ctypes.c_longlong * (3 * count))()
+    hook(values, count)
+    return [tuple(values[i : i + 3]) for i in range(0, 3 * count, 3)]
+
+
+def test_cufft_plans_and_workspace_hold_at_every_batch_of_a_dynamic_profile(runner, emulated_kernels):
+    """A dynamic batch reuses the plans of power-of-two sample runs, and the workspace sized at a larger batch
+    covers every smaller one although cuFFT's work area does not grow with the batch (the emulation shrinks it)."""
+    height, width, channels = 5, 3, 11  # a grid no other test plans
+    library = runner.library
+    sizes = [library.circulant_workspace(b, height, width, channels, 0, 1) for b in range(1, 10)]
+    assert sizes == sorted(sizes), sizes
+    for batch in (1, 3, 5, 6, 7, 9):
+        _check(runner, "VitrtCirculantAttention", {"B": batch, "H": height, "W": width, "C": channels}, "float32", 1)
+    planned = {b for h, w, b in _plans_made(emulated_kernels) if (h, w) == (height, width)}
+    assert planned == {channels * runs for runs in (1, 2, 4, 8)}  # not one plan per batch size

@@ -165,7 +165,7 @@ def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
 
 
 def _is_checkpoint(model: object) -> bool:
-    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+    from vitrt.files import CHECKPOINT_SUFFIXES
 
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
 
