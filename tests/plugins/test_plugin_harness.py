@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 HARNESS = Path(__file__).parent / "emulation" / "plugin_harness.cpp"
 
 
-@pytest.fixture(scope="module", params=sorted(HEADER_SETS), ids=lambda version: f"tensorrt-{version}")
+@pytest.fixture(scope="module", params=list(HEADER_SETS), ids=lambda version: f"tensorrt-{version}")
 def harness(request, emulated_kernels, tmp_path_factory) -> Path:
     headers = HEADER_SETS[request.param]
     src = source_dir()

@@ -10,7 +10,7 @@ import re
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorrt as trt
@@ -178,6 +178,21 @@ def hardware_compatibility_level(name: str) -> trt.HardwareCompatibilityLevel:
             f"{', '.join(offered) or 'none'}"
         )
     return level
+
+
+def plugin_layer_counts(network: trt.INetworkDefinition) -> dict[str, int]:
+    """The plugin layers of a parsed network, counted by plugin (creator) name, e.g. {"VitrtAgentAttention": 4}."""
+    counts: dict[str, int] = {}
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type != trt.LayerType.PLUGIN_V3:
+            continue
+        layer.__class__ = trt.IPluginV3Layer  # the bindings hand out the ILayer base; this exposes `.plugin`
+        plugin_layer = cast("trt.IPluginV3Layer", layer)
+        core = plugin_layer.plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+        name = str(core.plugin_name)
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def missing_plugin_creators(ops: list[tuple[str, str, str]]) -> list[str]:

@@ -236,6 +236,16 @@ def build_engine(
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise EngineBuildError(f"TensorRT cannot import {onnx_path.name}: {errors[0] if errors else '?'}{more}")
 
+    plugin_layers = _trt.plugin_layer_counts(network)
+    if plan.flavour == "tensorrt":
+        # Every vitrt node must have become one of our plugin layers (not a local function, not another importer).
+        expected = onnx_passes.vitrt_op_counts(plan.model)
+        if plugin_layers != expected:
+            raise EngineBuildError(
+                f"TensorRT's parser did not turn every vitrt node into a vitrt plugin layer: the model has {expected}, "
+                f"the network has {plugin_layers or 'no plugin layers'}"
+            )
+
     config = builder.create_builder_config()
     fp32_layers = 0
     if not options.strongly_typed and options.precision != "fp32":
@@ -333,6 +343,7 @@ def build_engine(
         hardware_compatibility=options.hardware_compatibility,
         version_compatible=options.version_compatible,
         plugins_serialized=plugins_serialized,
+        plugin_layers=plugin_layers,
         ngc_release=os.environ.get("VITRT_NGC_RELEASE") or None,
         created=now_iso(),
     )

@@ -64,6 +64,8 @@ class EngineManifest:
     # The plugin library is serialized into the plan (version-compatible engines): the runtime must allow engine
     # host code, and the lean runtime inside the plan loads the plugins from there.
     plugins_serialized: bool = False
+    # Plugin layers of the built network by plugin name: one per vitrt node of a `tensorrt`-flavour build.
+    plugin_layers: dict[str, int] = field(default_factory=dict)
     # NGC container release the engine was built in (e.g. "25.10"): picks the matching Triton image.
     ngc_release: str | None = None
     created: str = ""

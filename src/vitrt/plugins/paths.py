@@ -13,6 +13,7 @@ from vitrt import __version__
 from vitrt.errors import PluginError
 from vitrt.files import cache_dir
 
+PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
 TENSORRT_HEADERS_ENV = "VITRT_TENSORRT_HEADERS"
 KERNEL_LIBRARY = "libvitrt_kernels.so"
 PLUGIN_LIBRARY = "libvitrt_plugins.so"
@@ -30,7 +31,7 @@ def source_dir() -> Path:
 
 
 def default_build_dir() -> Path:
-    env = os.environ.get("VITRT_PLUGIN_DIR")
+    env = os.environ.get(PLUGIN_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
     src = source_dir()
@@ -41,6 +42,8 @@ def default_build_dir() -> Path:
 
 def _find(name: str, build_dir: Path | None, what: str) -> Path:
     directory = build_dir or default_build_dir()
+    if directory.is_file() and directory.name == name:  # $VITRT_PLUGIN_DIR may name the library itself
+        return directory.resolve()
     path = directory / name
     if not path.is_file():
         raise PluginError(f"{what} {name} not found in {directory}; build it with `vitrt plugins build`")
