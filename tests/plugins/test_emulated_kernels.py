@@ -183,13 +183,13 @@ def test_emulated_thread_order_exposes_a_missing_barrier(emulated_kernels, tmp_p
     import shutil
     import subprocess
 
-    from conftest import EMULATION_DIR, _cuda_include
+    from host_build import EMULATION_DIR, cuda_include
 
     source = tmp_path / "race.cpp"
     source.write_text(RACE_PROBE)
     binary = tmp_path / "race"
     flags = ["-x", "c++", "-std=c++20", "-O1", "-DVITRT_HOST_EMULATION", "-include", "vitrt_cuda_emulation.h"]
-    includes = [f"-I{EMULATION_DIR}", f"-I{_cuda_include()}"]
+    includes = [f"-I{EMULATION_DIR}", f"-I{cuda_include()}"]
     compiler = shutil.which("g++")
     assert compiler is not None
     subprocess.run([compiler, *flags, *includes, str(source), "-o", str(binary), "-x", "none", str(emulated_kernels),

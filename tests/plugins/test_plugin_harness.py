@@ -7,56 +7,23 @@ $TENSORRT_INCLUDE_DIR when set (e.g. an installed TensorRT)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from host_build import compile_objects, spec_generator
+from host_build import NO_HEADERS_REASON, tensorrt_headers
 
 from vitrt.ops import reference
 from vitrt.ops.spec import load_op_specs, op_spec
-from vitrt.plugins.paths import TENSORRT_HEADERS_ENV, source_dir, tensorrt_header_sets
 
-
-def header_sets() -> dict[str, Path]:
-    sets = tensorrt_header_sets()
-    extra = os.environ.get("TENSORRT_INCLUDE_DIR")
-    if extra and (Path(extra) / "NvInfer.h").is_file():
-        sets["TENSORRT_INCLUDE_DIR"] = Path(extra)
-    return sets
-
-
-HEADER_SETS = header_sets()
-pytestmark = pytest.mark.skipif(
-    not HEADER_SETS,
-    reason=f"no TensorRT headers: no <version>/include/NvInfer.h under ${TENSORRT_HEADERS_ENV} or "
-    "../shared/third_party/tensorrt beside the checkout, and no $TENSORRT_INCLUDE_DIR",
-)
-HARNESS = Path(__file__).parent / "emulation" / "plugin_harness.cpp"
+HEADER_SETS = tensorrt_headers()
+pytestmark = pytest.mark.skipif(not HEADER_SETS, reason=NO_HEADERS_REASON)
 
 
 @pytest.fixture(scope="module", params=list(HEADER_SETS), ids=lambda version: f"tensorrt-{version}")
-def harness(request, emulated_kernels, tmp_path_factory) -> Path:
-    headers = HEADER_SETS[request.param]
-    src = source_dir()
-    out = tmp_path_factory.mktemp(f"harness-{request.param}")
-    (out / "vitrt_op_specs.h").write_text(spec_generator(src).render(src))
-    op_dirs = sorted(d for d in src.iterdir() if (d / f"{d.name}.yaml").is_file())
-    includes = [f"-I{out}", f"-I{src / 'common'}", *(f"-I{d}" for d in op_dirs), "-isystem", str(headers)]
-    cuda = Path("/usr/local/cuda/include")
-    if cuda.is_dir():
-        includes += ["-isystem", str(cuda)]
-    sources = [src / "common" / "plugin_base.cpp", src / "common" / "plugin_registration.cpp", HARNESS]
-    sources += [d / f"{d.name}_plugin.cpp" for d in op_dirs]
-    flags = ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror"]
-    objects = [str(o) for o in compile_objects([shutil.which("g++"), *flags, *includes], sources, out)]
-    binary = out / "plugin_harness"
-    lib = emulated_kernels
-    subprocess.run(["g++", "-o", str(binary), *objects, str(lib), f"-Wl,-rpath,{lib.parent}", "-ldl"], check=True)
-    return binary
+def harness(request, plugin_harness) -> Path:
+    return plugin_harness(request.param)
 
 
 def test_creators_fields_validation_and_build_queries(harness):
