@@ -127,9 +127,10 @@ def build(
         configure.append(
             f"-DTENSORRT_INCLUDE_DIR={Path(tensorrt_include_dir).resolve() if tensorrt_include_dir else ''}"
         )
-    # Always passed, so a build without check sets drops those of an earlier configure.
-    checks = "" if kernels_only else ";".join(str(d.resolve()) for d in checked)
-    configure.append(f"-DVITRT_TENSORRT_CHECK_INCLUDE_DIRS={checks}")
+    # Like the TensorRT paths: kept from the CMake cache by a plain rebuild, replaced when headers are named.
+    if kernels_only or tensorrt_root or tensorrt_include_dir:
+        checks = "" if kernels_only else ";".join(str(d.resolve()) for d in checked)
+        configure.append(f"-DVITRT_TENSORRT_CHECK_INCLUDE_DIRS={checks}")
     if kernels_only:
         configure.append("-DVITRT_BUILD_PLUGINS=OFF")
     elif tensorrt_root or tensorrt_include_dir:
