@@ -101,14 +101,6 @@ def test_plugin_library_selects_the_tensorrt_flavour(tmp_path: Path, monkeypatch
         plan_build(path, BuildOptions(plugins=str(tmp_path / "missing.so")))
 
 
-def test_dft_without_plugins_is_refused_naming_the_node(tmp_path: Path) -> None:
-    path = save(vitrt_op_model("VitrtCirculantAttention", body="dft"), tmp_path / "ca.onnx")
-    with pytest.raises(
-        EngineBuildError, match=r"node 'attn0/dft__\d+' \(DFT\): this op needs the vitrt plugin library"
-    ):
-        plan_build(path, BuildOptions(plugins="none"))
-
-
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from vitrt.engines.files import atomic_write, current_umask
+from vitrt.files import atomic_write, current_umask
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

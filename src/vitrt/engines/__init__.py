@@ -46,7 +46,7 @@ def artifact_kind(artifact: str | Path | nn.Module) -> str:
     if path.suffix == ".onnx":
         return "onnx"
     from vitrt.errors import ModelNotFoundError
-    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+    from vitrt.files import CHECKPOINT_SUFFIXES
     from vitrt.models import get_spec
 
     if path.suffix in CHECKPOINT_SUFFIXES:
@@ -100,8 +100,8 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
 
 
 def _onnx_of_engine(engine: Path) -> Path:
-    from vitrt.engines.files import sha256_file
     from vitrt.engines.manifest import EngineManifest, manifest_path
+    from vitrt.files import sha256_file
 
     manifest = EngineManifest.load(manifest_path(engine))
     if not manifest.onnx_path or not Path(manifest.onnx_path).is_file():

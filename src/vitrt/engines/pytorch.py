@@ -21,7 +21,7 @@ import numpy as np
 
 from vitrt.engines.base import InferenceBackend, TensorSpec
 from vitrt.errors import ArtifactError, BackendUnavailableError
-from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+from vitrt.files import CHECKPOINT_SUFFIXES
 from vitrt.metadata import ModelMetadata
 
 if TYPE_CHECKING:

@@ -97,7 +97,7 @@ def create_model(
         raise ModelConfigError(f"{name}: img_size and num_classes must be positive (got {size}, {classes})")
     import torch
 
-    from vitrt.engines.files import sha256_file
+    from vitrt.files import sha256_file
 
     if pretrained is None:
         pretrained = spec.has_weights and checkpoint is None

@@ -183,7 +183,7 @@ def _reference_weights(
 ) -> int | None:
     """The seed of random reference weights (or None), after checking that the reference will hold the weights
     the artifact was exported with."""
-    from vitrt.engines.files import sha256_file
+    from vitrt.files import sha256_file
 
     recorded = getattr(meta, "weights", None)
     if recorded is None or not isinstance(model, str | Path):
@@ -230,7 +230,7 @@ def _has_bundled_weights(name: str) -> bool:
 
 
 def _is_checkpoint(model: object) -> bool:
-    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+    from vitrt.files import CHECKPOINT_SUFFIXES
 
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
 

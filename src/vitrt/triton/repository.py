@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vitrt.engines.files import sha256_file
 from vitrt.errors import ArtifactError, PluginError, VitrtError
+from vitrt.files import sha256_file
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
 from vitrt.triton.pbtxt import Enum, ProtoMap, to_pbtxt

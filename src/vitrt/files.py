@@ -1,4 +1,6 @@
-"""File helpers shared across vitrt: content hashes, atomic writes and the per-user cache directory."""
+"""File helpers shared across vitrt: content hashes, atomic writes, the per-user cache directory and the
+checkpoint suffixes. A lower floor: it imports nothing from vitrt, so export, engines, plugins and triton all
+take it without importing each other."""
 
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 CACHE_DIR_ENV = "VITRT_CACHE_DIR"
+# File suffixes of PyTorch checkpoints (vitrt export reads them; the runtime backends refuse them with a hint).
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
 def cache_dir() -> Path:
