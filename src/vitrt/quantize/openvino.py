@@ -52,7 +52,7 @@ class OpenVinoTarget(Target):
         import openvino as ov
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-        from vitrt.engines.onnx_graph import inline_functions
+        from vitrt.onnx_passes import inline_functions
 
         inlined, origin = inline_functions(model)
         converted = ov.convert_model(io.BytesIO(inlined.SerializeToString()))
