@@ -216,7 +216,9 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def log_entries(self) -> list[dict]:
-        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+        text = self.log_text()
+        complete = text[: text.rfind("\n") + 1]  # the server may be mid-way through writing the last line
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
     def wait_for_log(self, predicate, timeout: float = 10.0) -> dict:
         """The first JSON log entry matching `predicate`, waiting (bounded) for the server to write it: the access
