@@ -14,11 +14,11 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from vitrt.data.digits import digits_batch  # noqa: E402
-from vitrt.engines import load  # noqa: E402
-from vitrt.engines.openvino import normalise_precision, precision_problem, save_ir  # noqa: E402
-from vitrt.errors import ArtifactError, VitrtError  # noqa: E402
-from vitrt.models import create_model, list_models  # noqa: E402
+from vitrt.data.digits import digits_batch
+from vitrt.engines import load
+from vitrt.engines.openvino import normalise_precision, precision_problem, save_ir
+from vitrt.errors import ArtifactError, VitrtError
+from vitrt.models import create_model, list_models
 
 DEMO = "ca_digits"
 FAMILIES = [pytest.param(n, marks=() if n == DEMO else pytest.mark.slow) for n in list_models(with_weights=True)]
