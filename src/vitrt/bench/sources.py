@@ -165,7 +165,9 @@ def _build_module(source: str, kind: str, img_size: int, arch: str | None) -> tu
         try:
             model = timm.create_model(source, pretrained=False, **kwargs).eval()
         except Exception as err:  # timm raises AssertionError/ValueError/TypeError for impossible geometries
-            raise VitrtError(f"timm cannot build {source} at {img_size} px ({' '.join(str(err).split())[:160]})")
+            raise VitrtError(
+                f"timm cannot build {source} at {img_size} px ({' '.join(str(err).split())[:160]})"
+            ) from None
         meta = ModelMetadata(
             model=source, family="softmax (timm)", backbone=source.split("_")[0], input_size=(3, img_size, img_size)
         )
