@@ -320,7 +320,9 @@ def _reference(prep: Prepared, settings: BenchSettings) -> tuple[Any, str]:
     if prep.module is not None:
         from vitrt.engines.pytorch import TorchBackend
 
-        ref = TorchBackend(prep.module, metadata=prep.metadata, device=settings.device, dtype="float32")
+        ref: InferenceBackend = TorchBackend(
+            prep.module, metadata=prep.metadata, device=settings.device, dtype="float32"
+        )
         label = "torch fp32"
     else:
         from vitrt.engines import load

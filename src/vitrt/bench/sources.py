@@ -139,7 +139,7 @@ def _prepare_artifact(source: str, kind: str, img_size: int, reference: str | No
         engine = path
         recorded = EngineManifest.load(manifest_path(path)).onnx_path
         onnx_path = Path(recorded) if recorded and Path(recorded).is_file() else None
-    notes = []
+    notes: list[str] = []
     module = None
     ref_name = reference or (meta.model if meta.model.endswith("_digits") else None)
     if ref_name is not None:
