@@ -38,6 +38,7 @@ _COMMAND_MODULES = [
     "vitrt.cli.serve",
     "vitrt.cli.triton",
     "vitrt.cli.quantize",
+    "vitrt.cli.bench",
 ]
 
 

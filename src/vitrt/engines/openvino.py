@@ -1,7 +1,7 @@
 """OpenVINO backend: the fast CPU path for vitrt's portable ONNX files (and OpenVINO IR).
 
 OpenVINO's ONNX frontend has no conversion rule for the `vitrt` attention nodes, so the portable file is inlined in
-memory at load time with the engines' single inliner (`onnx_graph.inline_functions`, the one the TensorRT builder
+memory at load time with the engines' single inliner (`vitrt.onnx_passes.inline_functions`, the one the TensorRT builder
 uses for its `inlined` flavour); the file on disk stays the one artifact. An IR (`model.xml` + `model.bin`, as
 `save_ir` writes it for Triton's OpenVINO backend) loads directly and keeps the vitrt metadata in its rt_info.
 
@@ -235,13 +235,14 @@ _NON_COMPUTE_LAYERS = frozenset({"Input", "Output", "Const", "Reorder", "Reshape
 
 def read_onnx(path: Path, core: Any = None) -> tuple[Any, ModelMetadata | None]:
     """An `openvino.Model` of a vitrt ONNX file (vitrt nodes inlined in memory) and the file's vitrt metadata."""
+    from vitrt import onnx_passes
     from vitrt.engines import onnx_graph
 
     ov = require_openvino()
     proto = onnx_graph.load_model(path)
     metadata = onnx_graph.model_metadata(proto)
-    if onnx_graph.vitrt_nodes(proto):
-        proto, _ = onnx_graph.inline_functions(proto)
+    if onnx_passes.vitrt_nodes(proto):
+        proto, _ = onnx_passes.inline_functions(proto)
     core = core or ov.Core()
     try:
         model = core.read_model(proto.SerializeToString(), b"")
@@ -283,7 +284,7 @@ def _cache_dir(cache: bool | str | Path) -> Path | None:
     if cache is False or cache is None:
         return None
     if cache is True:
-        from vitrt.engines.files import cache_dir
+        from vitrt.files import cache_dir
 
         return cache_dir() / "openvino"
     return Path(cache).expanduser()
