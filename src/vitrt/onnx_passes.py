@@ -9,6 +9,12 @@ use it without importing each other.
 * `strip_functions(model)`: vitrt nodes without bodies (the `tensorrt` flavour), plugin fields filled in.
 * `fold_constants(model)`: constant folding, dead-node removal and common-subexpression elimination that never
   folds, removes or inlines a vitrt node.
+* `optimize_graph(model)`: the export's CPU-runtime rewrites after the cleanup (ONNX Runtime profiles, issue 12):
+  a shape-inferring fold, so the exporters' `Shape -> Gather -> Mul` slice bounds become constants, then
+  `split_sliced_projections`: a fused projection `x @ W + b` that is only ever sliced along its last axis (the
+  `qkv` / `kv` / `qk` linears of every attention block) becomes one `x @ W[:, s:e] + b[s:e]` per slice, so no
+  runtime copies the slices out of the fused output. Pure re-association of the same products: results are bit-equal
+  up to the GEMM's blocking.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from vitrt.errors import ArtifactError, VitrtError
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
 
 __all__ = [
@@ -28,7 +35,9 @@ __all__ = [
     "ensure_node_names",
     "fold_constants",
     "inline_functions",
+    "optimize_graph",
     "set_opset",
+    "split_sliced_projections",
     "strip_functions",
     "vitrt_nodes",
     "vitrt_op_counts",
@@ -154,13 +163,15 @@ def inline_functions(model: onnx.ModelProto, *, fold: bool = True) -> Inlined:
     return Inlined(inlined, origin)
 
 
-def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+def fold_constants(model: onnx.ModelProto, *, shape_inference: bool = False) -> onnx.ModelProto:
     """Constant folding and simplification that never folds, removes or inlines a vitrt node.
 
     onnxscript's constant folder (vitrt nodes excluded), dead-node removal and common-subexpression elimination
     (which merges the exporters' repeated Shape/Gather chains, halving a traced Swin graph). The full onnxscript
     optimizer and onnxslim are not used: their rewrite rules take 40-90 s on a Swin-T graph here, and ONNX Runtime
-    and TensorRT apply equivalent fusions when they load the file.
+    and TensorRT apply equivalent fusions when they load the file. `shape_inference` also folds what ONNX shape
+    inference knows (static dims read through `Shape`); off by default, as the cleanup of a traced graph does not
+    need it.
     """
     from onnxscript import ir, optimizer
     from onnxscript.ir.passes.common import CommonSubexpressionEliminationPass, RemoveUnusedNodesPass
@@ -168,7 +179,9 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     before = vitrt_op_counts(model)
     model_ir = ir.serde.deserialize_model(model)
     optimizer.fold_constants_ir(
-        model_ir, onnx_shape_inference=False, should_fold=lambda node: False if node.domain == VITRT_DOMAIN else None
+        model_ir,
+        onnx_shape_inference=shape_inference,
+        should_fold=lambda node: False if node.domain == VITRT_DOMAIN else None,
     )
     RemoveUnusedNodesPass()(model_ir)
     CommonSubexpressionEliminationPass()(model_ir)
@@ -179,3 +192,157 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         raise VitrtError(f"graph cleanup changed the vitrt nodes ({before} -> {after}); this is a vitrt bug")
     set_opset(optimized, VITRT_DOMAIN, 1, only_if_used=True)
     return optimized
+
+
+def optimize_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The export's CPU-runtime rewrites (module docstring): a shape-inferring fold, then the projection split."""
+    folded = fold_constants(model, shape_inference=True)
+    if split_sliced_projections(folded):
+        folded = fold_constants(folded)
+    return folded
+
+
+def split_sliced_projections(model: onnx.ModelProto) -> int:
+    """In place: each `MatMul(x, W)` (+ `Add(b)`) consumed only by last-axis `Slice`/`Split` nodes with constant
+    bounds becomes one `MatMul(x, W[:, s:e])` (+ `Add(b[s:e])`) per slice; returns how many projections were split.
+
+    The slices of a fused projection are copies in every runtime (ONNX Runtime spent 3-10% of an attention
+    model's time in them); per-slice GEMMs write their outputs directly. Nodes keep the projection's name as a
+    prefix (module scopes, per-block parity probes).
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constants = _constant_arrays(model)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    replaced: dict[int, list[onnx.NodeProto]] = {}  # index of the MatMul -> nodes that replace the pattern
+    removed: set[int] = set()
+    new_initializers: list[onnx.TensorProto] = []
+    index_of = {id(node): i for i, node in enumerate(graph.node)}
+    for index, node in enumerate(graph.node):
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
+            continue
+        weight = constants.get(node.input[1])
+        if weight is None or weight.ndim != 2 or node.output[0] in graph_outputs:
+            continue
+        width = weight.shape[1]
+        users = consumers.get(node.output[0], [])
+        bias, bias_node, tail = None, None, node.output[0]
+        if len(users) == 1 and users[0].op_type == "Add" and users[0].domain in ("", "ai.onnx"):
+            other = [name for name in users[0].input if name != node.output[0]]
+            candidate = constants.get(other[0]) if len(other) == 1 else None
+            if candidate is not None and candidate.size == width and candidate.shape[-1:] == (width,):
+                bias, bias_node, tail = candidate.reshape(width), users[0], users[0].output[0]
+        if tail in graph_outputs:
+            continue
+        pieces = _last_axis_pieces(consumers.get(tail, []), constants, width)
+        if not pieces:
+            continue
+        rewritten: list[onnx.NodeProto] = []
+        for number, (output, start, end) in enumerate(pieces):
+            w_name = _fresh_name(f"{node.input[1]}__cols_{start}_{end}", constants)
+            constants[w_name] = weight[:, start:end]
+            new_initializers.append(numpy_helper.from_array(np.ascontiguousarray(weight[:, start:end]), w_name))
+            product = output if bias is None else f"{output}__matmul"
+            matmul = helper.make_node("MatMul", [node.input[0], w_name], [product], name=f"{node.name}_{number}")
+            matmul.metadata_props.extend(node.metadata_props)
+            rewritten.append(matmul)
+            if bias is not None and bias_node is not None:
+                b_name = _fresh_name(f"{bias_node.name or 'bias'}__cols_{start}_{end}", constants)
+                constants[b_name] = bias[start:end]
+                new_initializers.append(numpy_helper.from_array(np.ascontiguousarray(bias[start:end]), b_name))
+                add = helper.make_node("Add", [product, b_name], [output], name=f"{bias_node.name}_{number}")
+                add.metadata_props.extend(bias_node.metadata_props)
+                rewritten.append(add)
+        replaced[index] = rewritten
+        removed.update(index_of[id(user)] for user in consumers[tail])
+        if bias_node is not None:
+            removed.add(index_of[id(bias_node)])
+    if not replaced:
+        return 0
+    nodes: list[onnx.NodeProto] = []
+    for index, node in enumerate(graph.node):
+        if index in replaced:
+            nodes.extend(replaced[index])
+        elif index not in removed:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(new_initializers)  # the fused weights, now unused, go with the next fold_constants
+    return len(replaced)
+
+
+def _last_axis_pieces(
+    users: list[onnx.NodeProto], constants: dict[str, np.ndarray], width: int
+) -> list[tuple[str, int, int]]:
+    """(output, start, end) column ranges when every user is a last-axis Slice (step 1) or Split; else []."""
+    from onnx import helper
+
+    pieces: list[tuple[str, int, int]] = []
+    for user in users:
+        if user.domain not in ("", "ai.onnx"):
+            return []
+        attrs = {a.name: helper.get_attribute_value(a) for a in user.attribute}
+        if user.op_type == "Slice":
+            bounds = [constants.get(name) if name else None for name in user.input[1:]]
+            if len(bounds) < 3 or any(b is None or b.size != 1 for b in bounds[:3]):
+                return []
+            if len(bounds) > 3 and (bounds[3] is None or int(bounds[3].reshape(-1)[0]) != 1):
+                return []
+            start, end, axis = (int(b.reshape(-1)[0]) for b in bounds[:3])  # type: ignore[union-attr]
+            if axis != -1:
+                return []
+            start = max(0, min(width, start + width if start < 0 else start))
+            end = max(0, min(width, end + width if end < 0 else end))
+            if end <= start:
+                return []
+            pieces.append((user.output[0], start, end))
+        elif user.op_type == "Split":
+            if int(attrs.get("axis", 0)) != -1:
+                return []
+            if len(user.input) > 1 and user.input[1]:
+                sizes_array = constants.get(user.input[1])
+                if sizes_array is None:
+                    return []
+                sizes = [int(v) for v in sizes_array.reshape(-1)]
+            else:
+                parts = int(attrs.get("num_outputs", len(user.output)))
+                if width % parts:
+                    return []
+                sizes = [width // parts] * parts
+            if sum(sizes) != width or len(sizes) != len(user.output):
+                return []
+            offset = 0
+            for output, size in zip(user.output, sizes, strict=True):
+                if output:
+                    pieces.append((output, offset, offset + size))
+                offset += size
+        else:
+            return []
+    return pieces
+
+
+def _constant_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and `Constant(value=...)` outputs of the top-level graph, as arrays."""
+    from onnx import numpy_helper
+
+    arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
+            attr = node.attribute[0]
+            if attr.name == "value":
+                arrays[node.output[0]] = numpy_helper.to_array(attr.t)
+    return arrays
+
+
+def _fresh_name(base: str, taken: dict[str, np.ndarray]) -> str:
+    name, suffix = base, 0
+    while name in taken:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    return name

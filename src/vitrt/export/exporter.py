@@ -612,8 +612,9 @@ def _postprocess(model: onnx.ModelProto, *, dynamic: bool, custom_ops: bool, fp1
         graph.complete_vitrt_nodes(model)
     elif onnx_passes.vitrt_nodes(model):
         raise ExportError("a --no-custom-ops export produced vitrt nodes; this is a vitrt bug")
-    # Clean the traced graph first, so the canonical bodies are attached untouched.
-    cleaned = onnx_passes.fold_constants(model)
+    # Clean the traced graph first (constant folding plus the CPU-runtime rewrites of `onnx_passes.optimize_graph`),
+    # so the canonical bodies are attached untouched.
+    cleaned = onnx_passes.optimize_graph(model)
     if custom_ops:
         graph.attach_functions(cleaned, fp16_safe=fp16_safe)
     problems = graph.lint(cleaned, "portable")

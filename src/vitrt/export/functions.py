@@ -210,31 +210,40 @@ def inline_attention_body(spec: OpSpec, opset: int, fp16_safe: bool) -> onnx.Fun
     mean_term = b.Sub(one, b.Mul(b.MatMul(qh, b.transpose_last(k_mean)), scale))
     out = b.merge_heads(b.Add(b.MatMul(qh, kv), b.Mul(mean_term, v_mean)))
 
-    # Local residual: per-sample, per-channel 3x3 taps over the patch tokens, as nine shifted multiply-adds.
-    prefix = b.attr_int("num_prefix_tokens")
-    patches = b.Slice(v, prefix, b.ints(2**62), b.ints(1))
-    grid = b.Concat(b.ints(0, 0), b.attr_int("height"), b.attr_int("width"), axis=0)
-    image = b.Reshape(b.Transpose(patches, perm=[0, 2, 1]), grid)  # (B, C, H, W)
-    padded = b.Pad(image, b.ints(0, 0, 1, 1, 0, 0, 1, 1))
-    taps = b.Reshape(taps, b.ints(0, 0, 9, 1))  # (B, C, 9, 1): tap j broadcasts over (H, W) after slicing
-    local = None
-    for ky in range(3):
-        for kx in range(3):
-            tap = b.Slice(taps, b.ints(3 * ky + kx), b.ints(3 * ky + kx + 1), b.ints(2))
-            # Rows ky .. ky+H-1 of the padded (H+2)-row map end 2-ky rows before its end.
-            window = b.Slice(padded, b.ints(ky, kx), b.ints(_end(ky), _end(kx)), b.ints(2, 3))
-            term = b.Mul(window, tap)
-            local = term if local is None else b.Add(local, term)
-    assert local is not None
-    local_tokens = b.Transpose(b.Reshape(local, b.ints(0, 0, -1)), perm=[0, 2, 1])  # (B, HW, C)
-    # Zero rows in front for the prefix (cls) tokens, which get no local term.
-    pads = b.Concat(b.ints(0), prefix, b.ints(0, 0, 0, 0), axis=0)
-    out = b.Add(out, b.Pad(local_tokens, pads))
+    out = b.Add(out, _local_residual(b, v, taps))
     return b.build([b.CastLike(out, spec.input_names[0])], doc=spec.summary)
 
 
-def _end(offset: int) -> int:
-    return offset - 2 if offset < 2 else 2**62
+def _local_residual(b: FunctionBuilder, v: str, taps: str) -> str:
+    """Per-sample, per-channel 3x3 cross-correlation (zero padding 1) of the patch tokens of v, in token layout.
+
+    v is (B, n, C) with n = P + H*W; taps (B, C, 9). The nine neighbours of every token are gathered at once from v
+    with one zero token put in front: a constant (9, n) index table (built from the attributes, folded once the body
+    is inlined) points each (tap, token) at its neighbour, or at the zero token for the border and the P prefix
+    tokens, which get no local term. Gather (B, 9, n, C), multiply by the taps as (B, 9, 1, C), sum over the taps.
+    Four tensor ops where the image-layout form took two transposes, a pad and nine slice/multiply/add triples;
+    the channel axis stays innermost, so each gathered row is one contiguous copy.
+    """
+    height, width = b.attr_scalar_int("height"), b.attr_scalar_int("width")
+    prefix = b.attr_scalar_int("num_prefix_tokens")
+    zero, one = b.scalar_int(0), b.scalar_int(1)
+    # Tap k = 3*ky + kx looks at the neighbour (y + ky - 1, x + kx - 1).
+    dy = b.ints(*[ky - 1 for ky in range(3) for _ in range(3)])
+    dx = b.ints(*[kx - 1 for _ in range(3) for kx in range(3)])
+    rows = b.Add(b.Unsqueeze(b.Range(zero, height, one), b.ints(0, 2)), b.Unsqueeze(dy, b.ints(1, 2)))  # (9, H, 1)
+    cols = b.Add(b.Unsqueeze(b.Range(zero, width, one), b.ints(0, 1)), b.Unsqueeze(dx, b.ints(1, 2)))  # (9, 1, W)
+    inside = b.And(
+        b.And(b.GreaterOrEqual(rows, zero), b.Less(rows, height)),
+        b.And(b.GreaterOrEqual(cols, zero), b.Less(cols, width)),
+    )  # (9, H, W)
+    # Index into [zero token, v]: token (y, x) of the grid is row 1 + P + y*W + x.
+    flat = b.Add(b.Add(b.Mul(rows, width), cols), b.Add(prefix, one))
+    index = b.Reshape(b.Where(inside, flat, zero), b.ints(9, -1))  # (9, H*W)
+    index = b.Pad(index, b.Concat(b.ints(0), b.Reshape(prefix, b.ints(1)), b.ints(0, 0), axis=0))  # (9, n)
+    padded = b.Pad(v, b.ints(0, 1, 0, 0, 0, 0))  # (B, 1 + n, C)
+    neighbours = b.Gather(padded, index, axis=1)  # (B, 9, n, C)
+    weights = b.Unsqueeze(b.Transpose(taps, perm=[0, 2, 1]), b.ints(2))  # (B, 9, 1, C)
+    return b.ReduceSum(b.Mul(neighbours, weights), b.ints(1), keepdims=0)
 
 
 # --- MLLA ----------------------------------------------------------------------------------------------------------
