@@ -218,7 +218,8 @@ class ServerProcess:
     def log_entries(self) -> list[dict]:
         text = self.log_text()
         complete = text[: text.rfind("\n") + 1]  # the server may be mid-way through writing the last line
-        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
+        # JSON lines end at "\n" only: str.splitlines would also split inside strings holding U+0085 or U+2028.
+        return [json.loads(line) for line in complete.split("\n") if line.startswith("{")]
 
     def wait_for_log(self, predicate, timeout: float = 10.0) -> dict:
         """The first JSON log entry matching `predicate`, waiting (bounded) for the server to write it: the access

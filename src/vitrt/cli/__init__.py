@@ -52,6 +52,8 @@ _EXTRA_MODULES = {
     "onnxscript": "export",
     "onnxslim": "export",
     "tensorrt": "tensorrt",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 
