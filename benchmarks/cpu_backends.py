@@ -182,7 +182,7 @@ def openvino_backend_runner(path: Path, x: np.ndarray, precision: str, threads: 
 
         if "openvino" not in BACKENDS:
             return Runner("openvino", precision, None, skipped="this vitrt has no openvino backend (branch openvino)")
-        backend = load(path, backend="openvino", precision=precision, threads=threads)
+        backend = load(path, backend="openvino", precision=precision, threads=threads, cache=False)
     except Exception as err:  # not installed, CPU without BF16, compile failure: recorded, the run goes on
         return Runner("openvino", precision, None, skipped=f"vitrt's OpenVINO backend: {_one_line(err)}")
     name = backend.inputs[0].name

@@ -106,3 +106,23 @@ def test_precision_the_cpu_lacks_is_refused_with_the_fix() -> None:
     problem = precision_problem("bf16", ("FP32", "INT8"))  # what OpenVINO reports on an AVX2-only CPU
     assert problem is not None and "lacks AVX512-BF16 or AMX" in problem and "--precision fp32" in problem
     assert precision_problem("fp32", ()) is None
+
+
+def test_compiled_model_cache_is_kept_per_model_file(portable, tmp_path: Path) -> None:
+    """Two different files of one model never share cached blobs (OpenVINO's key alone let a stale one load)."""
+    import onnx
+
+    original = portable(DEMO)
+    changed = tmp_path / "changed.onnx"
+    model = onnx.load(str(original))
+    model.doc_string = "an edited copy"  # another export of the same model: same graph, different file
+    onnx.save(model, str(changed))
+    cache = tmp_path / "cache"
+    first, second = load(original, backend="openvino", cache=cache), load(changed, backend="openvino", cache=cache)
+    assert first.cache_dir is not None and second.cache_dir is not None
+    assert first.cache_dir.parent == cache == second.cache_dir.parent and first.cache_dir != second.cache_dir
+    assert any(first.cache_dir.iterdir()) and any(second.cache_dir.iterdir())
+    again = load(original, backend="openvino", cache=cache)  # served from the blob written by `first`
+    assert again.cache_dir == first.cache_dir
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(again.infer(x), first.infer(x), atol=1e-6)

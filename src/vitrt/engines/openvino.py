@@ -17,6 +17,7 @@ several threads run at once on as many OpenVINO streams as the compiled model ha
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
@@ -90,7 +91,9 @@ class OpenVINOBackend(InferenceBackend):
     threads: INFERENCE_NUM_THREADS (default: OpenVINO's choice, all physical cores).
     streams: NUM_STREAMS (default: chosen by the performance hint).
     cache: OpenVINO's compiled-model cache directory: True (default) = <vitrt cache dir>/openvino, a path, or
-        False for none; a second load of the same model skips compilation.
+        False for none; a second load of the same model skips compilation. Blobs live in a subdirectory named by
+        the model file's sha256: OpenVINO's own key for an in-memory model does not cover all of its content, and a
+        blob compiled from an earlier export of the same model (same key) crashed the process when it ran.
     fallback_fp32: on a CPU without the instructions for `precision`, log a warning and run FP32 instead of
         raising BackendUnavailableError.
     device: the OpenVINO device (default "CPU").
@@ -140,7 +143,7 @@ class OpenVINOBackend(InferenceBackend):
             properties["INFERENCE_NUM_THREADS"] = int(threads)
         if streams is not None:
             properties["NUM_STREAMS"] = str(streams)
-        self.cache_dir = _cache_dir(cache)
+        self.cache_dir = _cache_dir(cache, self.path)
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             properties["CACHE_DIR"] = str(self.cache_dir)
@@ -280,14 +283,18 @@ def _ir_metadata(model: Any) -> ModelMetadata | None:
         raise ArtifactError(f"the IR's vitrt metadata is malformed ({err})") from None
 
 
-def _cache_dir(cache: bool | str | Path) -> Path | None:
+def _cache_dir(cache: bool | str | Path, model: Path) -> Path | None:
+    """The cache directory for this model file: <cache>/<first 16 hex digits of its sha256 (and its IR weights')>."""
     if cache is False or cache is None:
         return None
-    if cache is True:
-        from vitrt.files import cache_dir
+    from vitrt.files import cache_dir, sha256_file
 
-        return cache_dir() / "openvino"
-    return Path(cache).expanduser()
+    root = cache_dir() / "openvino" if cache is True else Path(cache).expanduser()
+    key = sha256_file(model)
+    weights = model.with_suffix(".bin")
+    if model.suffix in IR_SUFFIXES and weights.is_file():
+        key = hashlib.sha256((key + sha256_file(weights)).encode()).hexdigest()
+    return root / key[:16]
 
 
 def _spec(port: Any) -> TensorSpec:
