@@ -1,14 +1,16 @@
 """Every CPU runtime a user could pick, side by side: PyTorch's own modes against vitrt's deployed CPU paths.
 
-    python benchmarks/cpu_backends.py                         # the full run (see --help for the defaults)
-    python benchmarks/cpu_backends.py --quick --models mlla_t inline_deit_t --batches 8
+    python benchmarks/cpu_backends.py --compile               # the full run, torch.compile included
+    python benchmarks/cpu_backends.py                         # the full run without torch.compile (faster)
+    python benchmarks/cpu_backends.py --quick --batches 8     # development: inline_deit_t and mlla_t, few runs
     python benchmarks/cpu_backends.py --models agent_swin_t --extend benchmarks/results/cpu_backends.json
 
 In one process, for each model and batch (224 px, 2 threads everywhere), interleaved in rounds so drifting machine
 load hits every runtime alike:
 
 * the peers a user would pick instead of vitrt: PyTorch eager FP32, eager under `torch.autocast("cpu", bfloat16)`,
-  and `torch.compile` (inductor) at FP32 and under BF16 autocast;
+  and `torch.compile` (inductor) at FP32 and under BF16 autocast (with `--compile`: four compilations per model
+  take minutes on a 2-core machine);
 * vitrt's deployed paths on the portable file: ONNX Runtime FP32 (`vitrt.engines.load(..., backend="onnxruntime")`)
   and OpenVINO FP32/BF16 (`backend="openvino", precision=...`; recorded as skipped when that backend or OpenVINO
   is missing);
@@ -61,6 +63,7 @@ DEFAULT_MODELS = (
     "deit_tiny_patch16_224",
     "swin_tiny_patch4_window7_224",
 )
+QUICK_MODELS = ("inline_deit_t", "mlla_t")
 TIMM_MODELS = ("deit_tiny_patch16_224", "swin_tiny_patch4_window7_224")
 # (runtime, precision) in measurement order.
 RUNTIMES = (
@@ -571,7 +574,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="zoo or timm names")
+    parser.add_argument("--models", nargs="*", help=f"zoo or timm names (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=12, help="timed runs per row (split over the rounds)")
@@ -580,18 +583,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runtimes",
         nargs="*",
-        default=sorted({rt for rt, _ in RUNTIMES}),
+        default=sorted({rt for rt, _ in RUNTIMES} - {"torch.compile"}),
         help="runtimes to measure besides eager (eager fp32/bf16 always run: they are the reference)",
     )
-    parser.add_argument("--quick", action="store_true", help="4 runs in 2 rounds, 1 warm-up, no torch.compile")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure torch.compile (inductor) at fp32 and bf16; off by default: compiling 4 graphs per model "
+        "takes minutes on a 2-core machine",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"development mode: {' '.join(QUICK_MODELS)} unless --models is given; 4 runs in 2 rounds, 1 warm-up",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles of missed targets")
     parser.add_argument("--note", action="append", default=[], help="a note for the Markdown report")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu_backends")
     parser.add_argument("--extend", type=Path, help="keep the rows of an earlier JSON for models not measured now")
     args = parser.parse_args(argv)
+    if args.compile and "torch.compile" not in args.runtimes:
+        args.runtimes = [*args.runtimes, "torch.compile"]
+    if args.models is None:
+        args.models = list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
     if args.quick:
         args.repeats, args.rounds, args.warmup = 4, 2, 1
-        args.runtimes = [rt for rt in args.runtimes if rt != "torch.compile"]
     known = {rt for rt, _ in RUNTIMES}
     unknown = set(args.runtimes) - known
     if unknown:
