@@ -37,6 +37,7 @@ _COMMAND_MODULES = [
     "vitrt.cli.plugins",
     "vitrt.cli.serve",
     "vitrt.cli.triton",
+    "vitrt.cli.triton_env",
 ]
 
 

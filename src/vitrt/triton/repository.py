@@ -5,6 +5,7 @@ Layout (`out` is the directory given to `tritonserver --model-repository`):
     out/<model>/config.pbtxt            one per model; labels.txt beside it when the metadata has labels
     out/<model>/1/model.onnx            ONNX Runtime backend (a directory when the ONNX has external data)
     out/<model>/1/model.plan            TensorRT backend (model_sm<cc>.plan + cc_model_filenames for several GPUs)
+    out/<model>/1/model.py + artifact   Python backend running vitrt's own runtimes (--runtime vitrt)
     out/<model>_preprocess/1/model.py   Python backend: encoded image -> pixels      (--with-preprocessing)
     out/<model>_image/                  ensemble: preprocess -> classifier           (--with-preprocessing)
     <plugin_dir>/libvitrt_plugins.so    outside `out`: Triton would try to load any directory in it as a model
@@ -22,15 +23,17 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from vitrt.engines.files import sha256_file
+from vitrt.engines.manifest import manifest_path
 from vitrt.errors import ArtifactError, PluginError, VitrtError
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
 from vitrt.triton.pbtxt import Enum, ProtoMap, to_pbtxt
+from vitrt.triton.runtime_model import ENV_POINTER, ENV_VARIABLE
 
 TRITON_TYPES = {
     "bool": "TYPE_BOOL",
@@ -54,6 +57,8 @@ PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _IMAGE_INPUT = "IMAGE"
 _PIXELS_OUTPUT = "PIXELS"
+# vitrt runtimes a --runtime vitrt model can use, and the artifact kinds each runs.
+VITRT_BACKENDS = {"onnxruntime": ("onnx",), "openvino": ("onnx",), "tensorrt": ("plan",)}
 
 
 @dataclass
@@ -72,6 +77,12 @@ class RepositoryOptions:
     plugin_dir: Path | None = None
     triton_release: str | None = None
     force: bool = False
+    # "triton": Triton's own onnxruntime / tensorrt_plan backends; "vitrt": a Python-backend model running
+    # vitrt's runtimes (`vitrt_backend`: onnxruntime | openvino | tensorrt; None = by artifact kind).
+    runtime: Literal["triton", "vitrt"] = "triton"
+    vitrt_backend: str | None = None
+    python_env: Path | None = None  # a `vitrt triton-env` directory the model puts on sys.path
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +143,12 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "model — choose a --plugin-dir outside it"
         )
 
+    if options.runtime == "vitrt" and plugin_source is not None and "plugins" not in options.backend_options:
+        # vitrt's TensorRT backend loads the library from where this run copies it.
+        options = replace(
+            options, backend_options={**options.backend_options, "plugins": str(plugin_dir / plugin_source.name)}
+        )
+
     names = list(groups)
     if options.with_preprocessing:
         names += [f"{n}_preprocess" for n in groups] + [f"{n}_image" for n in groups]
@@ -172,6 +189,12 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "the preprocessing model needs Pillow in Triton's Python backend: build docker/Dockerfile.triton "
             f"(--build-arg TRITON_RELEASE={image.release}) and run that image"
         )
+    if options.runtime == "vitrt" or options.python_env is not None:
+        where = str(options.python_env.absolute()) if options.python_env else f"${ENV_VARIABLE}"
+        notes.append(
+            "the vitrt models run in Triton's Python backend with the environment vitrt triton-env builds "
+            f"(numpy < 2, the runtime, vitrt); it is read from {where}"
+        )
     pinned = sorted(
         {a.compute_capability for a in plans if a.compute_capability and a.hardware_compatibility == "none"}
     )
@@ -180,7 +203,8 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
     if any(a.hardware_compatibility == "ampere_plus" for a in plans):
         notes.append("hardware-compatible plans (ampere_plus) run on any GPU of compute capability 8.0 or newer")
     uses_gpu = bool(plans) or options.device == "gpu" or bool(options.gpus)
-    commands = _commands(out, image, plugin_copy, uses_gpu, options.with_preprocessing)
+    custom_image = options.with_preprocessing or options.runtime == "vitrt"
+    commands = _commands(out, image, plugin_copy, uses_gpu, custom_image)
     return RepositoryReport(
         repository=out,
         models=reports,
@@ -216,6 +240,16 @@ def _check_options(options: RepositoryOptions) -> None:
         raise VitrtError("--preferred-batch-size values must be >= 1")
     if options.triton_release is not None:
         releases.check_release(options.triton_release)
+    if options.runtime not in ("triton", "vitrt"):
+        raise VitrtError(f"--runtime must be triton or vitrt, got {options.runtime!r}")
+    if options.runtime != "vitrt" and (options.vitrt_backend or options.backend_options):
+        raise VitrtError("--vitrt-backend and --backend-option apply only with --runtime vitrt")
+    if options.python_env is not None and options.runtime != "vitrt" and not options.with_preprocessing:
+        raise VitrtError("--python-env applies to Python-backend models: --runtime vitrt or --with-preprocessing")
+    if options.vitrt_backend is not None and options.vitrt_backend not in VITRT_BACKENDS:
+        raise VitrtError(f"unknown --vitrt-backend {options.vitrt_backend!r}; choose from {', '.join(VITRT_BACKENDS)}")
+    if options.python_env is not None and not Path(options.python_env).is_dir():
+        raise VitrtError(f"--python-env {options.python_env} is not a directory (build it with vitrt triton-env)")
 
 
 def _model_name(artifact: Artifact, options: RepositoryOptions) -> str:
@@ -427,7 +461,10 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     version_dir.mkdir(parents=True)
     config: dict[str, Any] = {"name": name}
     files = []
-    if first.kind == "plan":
+    backend_label = "tensorrt" if first.kind == "plan" else "onnxruntime"
+    if options.runtime == "vitrt":
+        kind, backend_label = _write_vitrt_model(config, version_dir, group, options, files)
+    elif first.kind == "plan":
         config["platform"] = "tensorrt_plan"
         kind = "KIND_GPU"
         if len(group) == 1:
@@ -466,20 +503,65 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     labels = _labels(first, config["output"])
     config["dynamic_batching"] = _dynamic_batching(max_batch, options)
     config["instance_group"] = _instance_group(kind, options)
-    config["model_warmup"] = _warmup(first, max_batch, options)
+    if options.runtime != "vitrt":
+        config["model_warmup"] = _warmup(first, max_batch, options)
     if labels is not None:
         (model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
         files.append("labels.txt")
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config), encoding="utf-8")
     return ModelReport(
         name=name,
-        backend="tensorrt" if first.kind == "plan" else "onnxruntime",
+        backend=backend_label,
         kind=kind,
         max_batch_size=max_batch,
         inputs=[_describe(d) for d in config["input"]],
         outputs=[_describe(d) for d in config["output"]],
         files=["config.pbtxt", *files],
     )
+
+
+def _write_vitrt_model(
+    config: dict[str, Any], version_dir: Path, group: list[Artifact], options: RepositoryOptions, files: list[str]
+) -> tuple[str, str]:
+    """The Python-backend form: runtime_model.py as model.py, the artifact beside it, settings in a parameter.
+
+    Returns the instance kind and the report's backend label (python/<vitrt backend>)."""
+    first = group[0]
+    if len(group) > 1:
+        raise VitrtError("--runtime vitrt takes one artifact per model (one engine per GPU type is a native form)")
+    backend = options.vitrt_backend or ("tensorrt" if first.kind == "plan" else "onnxruntime")
+    if first.kind not in VITRT_BACKENDS[backend]:
+        runs = "TensorRT plans" if backend == "tensorrt" else "ONNX files"
+        raise VitrtError(f"the {backend} runtime runs {runs}; {first.source.name} is not one")
+    if first.external_files:
+        raise VitrtError(f"{first.source.name} has external data; --runtime vitrt takes self-contained ONNX files")
+    shutil.copyfile(Path(__file__).with_name("runtime_model.py"), version_dir / "model.py")
+    files.append(f"{options.version}/model.py")
+    artifact_name = "model.plan" if first.kind == "plan" else "model.onnx"
+    shutil.copyfile(first.model_file, version_dir / artifact_name)
+    files.append(f"{options.version}/{artifact_name}")
+    if first.kind == "plan":
+        # The manifest travels with the plan: vitrt's TensorRT backend verifies the engine against it.
+        shutil.copyfile(manifest_path(first.model_file), version_dir / f"{artifact_name}.json")
+        files.append(f"{options.version}/{artifact_name}.json")
+    gpu = backend == "tensorrt" or options.device == "gpu" or bool(options.gpus)
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "artifact": artifact_name,
+        "options": dict(options.backend_options),
+        "warmup": options.warmup,
+    }
+    _write_env_pointer(version_dir, options, files)
+    config["backend"] = "python"
+    config["parameters"] = ProtoMap({"vitrt": {"string_value": json.dumps(settings, sort_keys=True)}})
+    return ("KIND_GPU" if gpu else "KIND_CPU"), f"python/{backend}"
+
+
+def _write_env_pointer(version_dir: Path, options: RepositoryOptions, files: list[str]) -> None:
+    """python_env.txt: the `vitrt triton-env` directory the Python-backend model puts on sys.path at import."""
+    if options.python_env is not None:
+        (version_dir / ENV_POINTER).write_text(f"{Path(options.python_env).absolute()}\n", encoding="utf-8")
+        files.append(f"{options.version}/{ENV_POINTER}")
 
 
 def _write_preprocessing(
@@ -517,6 +599,8 @@ def _write_preprocessing(
     pre_dir = stage / pre_name
     (pre_dir / version).mkdir(parents=True)
     shutil.copyfile(Path(__file__).with_name("preprocess_model.py"), pre_dir / version / "model.py")
+    pre_files = ["config.pbtxt", f"{version}/model.py"]
+    _write_env_pointer(pre_dir / version, options, pre_files)
     pixels_output = {"name": _PIXELS_OUTPUT, "data_type": pixel_type, "dims": expected}
     pre_config = {
         "name": pre_name,
@@ -570,7 +654,7 @@ def _write_preprocessing(
             max_batch_size=max_batch,
             inputs=[f"{_IMAGE_INPUT}[1] TYPE_STRING"],
             outputs=[_describe(pixels_output)],
-            files=["config.pbtxt", f"{version}/model.py"],
+            files=pre_files,
         ),
         ModelReport(
             name=ens_name,
