@@ -460,7 +460,7 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     version_dir = model_dir / str(options.version)
     version_dir.mkdir(parents=True)
     config: dict[str, Any] = {"name": name}
-    files = []
+    files: list[str] = []
     backend_label = "tensorrt" if first.kind == "plan" else "onnxruntime"
     if options.runtime == "vitrt":
         kind, backend_label = _write_vitrt_model(config, version_dir, group, options, files)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class TritonPythonModel:
             batch = {name: np.concatenate([f[name] for f in feeds_per_request]) for name in self.input_names}
         return self._run(batch, split_rows(sum(sizes), sizes))
 
-    def _run(self, feeds: dict[str, Any], ranges: list[tuple[int, int] | None]) -> list[Any]:
+    def _run(self, feeds: dict[str, Any], ranges: Sequence[tuple[int, int] | None]) -> list[Any]:
         pb_utils, np = self.pb_utils, self.np
         try:
             results = self.backend.run(feeds, [name for name, _ in self.outputs])
