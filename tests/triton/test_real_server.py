@@ -1,0 +1,122 @@
+"""The `--runtime vitrt` repository served by a real `tritonserver` (from the nvidia-pytriton wheel) on 127.0.0.1.
+
+One server per module: the ca_digits demo model exported by vitrt, the vitrt Python-backend form with the
+preprocessing ensemble, and an environment linked from this interpreter (`vitrt triton-env --source host`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+export = pytest.importorskip("vitrt.export")
+httpclient = pytest.importorskip("tritonclient.http")
+grpcclient = pytest.importorskip("tritonclient.grpc")
+
+from vitrt.data.digits import digit_to_pil, load_digits_split  # noqa: E402
+from vitrt.triton import RepositoryOptions, build_repository  # noqa: E402
+from vitrt.triton.environment import build_environment  # noqa: E402
+from vitrt.triton.local_server import LocalTriton, TritonUnavailableError, find_installation  # noqa: E402
+
+MODEL = "ca_digits"
+FP32_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("triton_model") / f"{MODEL}.onnx"
+    export.export_zoo_model(MODEL, path, validate=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def triton(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
+    try:
+        find_installation()
+    except TritonUnavailableError as err:
+        pytest.skip(str(err))
+    work = tmp_path_factory.mktemp("triton_server")
+    env = build_environment(work / "env", ["onnxruntime"], source="host")
+    options = RepositoryOptions(
+        runtime="vitrt", python_env=env.path, with_preprocessing=True, max_batch_size=8, max_queue_delay_us=20_000
+    )
+    build_repository([onnx_path], work / "repo", options)
+    server = LocalTriton(work / "repo", log_file=work / "tritonserver.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _reference(onnx_path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_http_and_grpc_match_vitrt_runtime(triton: LocalTriton, onnx_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    expected = _reference(onnx_path, x)
+    http = httpclient.InferenceServerClient(triton.http_url)
+    for binary in (True, False):
+        tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        out = http.infer(MODEL, [tensor]).as_numpy("logits")
+        np.testing.assert_allclose(out, expected, atol=FP32_ATOL, rtol=0)
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+    tensor = grpcclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    np.testing.assert_allclose(grpc.infer(MODEL, [tensor]).as_numpy("logits"), expected, atol=FP32_ATOL, rtol=0)
+
+
+def test_ensemble_classifies_digit_pngs(triton: LocalTriton) -> None:
+    images, labels = load_digits_split("test")
+    encoded = []
+    for image in images[:8]:
+        buffer = io.BytesIO()
+        digit_to_pil(image).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    batch = np.array(encoded, dtype=np.object_).reshape(-1, 1)
+    tensor = httpclient.InferInput("IMAGE", list(batch.shape), "BYTES")
+    tensor.set_data_from_numpy(batch)
+    logits = httpclient.InferenceServerClient(triton.http_url).infer(f"{MODEL}_image", [tensor]).as_numpy("logits")
+    assert (logits.argmax(1) == labels[:8]).mean() >= 0.75
+
+
+def test_dynamic_batcher_forms_batches(triton: LocalTriton) -> None:
+    http = httpclient.InferenceServerClient(triton.http_url, concurrency=32)
+
+    def counts() -> tuple[int, int]:
+        stats = http.get_inference_statistics(MODEL)["model_stats"][0]
+        return int(stats["inference_count"]), int(stats["execution_count"])
+
+    before = counts()
+    x = np.zeros((1, 3, 32, 32), dtype=np.float32)
+
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    # tritonclient.http is not thread-safe (gevent); async_infer keeps up to `concurrency` requests in flight.
+    pending = [http.async_infer(MODEL, [tensor]) for _ in range(32)]
+    results = [request.get_result().as_numpy("logits") for request in pending]
+    after = counts()
+    assert all(r.shape == (1, 10) for r in results)
+    assert after[0] - before[0] == 32
+    assert after[1] - before[1] < 32
+
+
+def test_metadata_readiness_and_bad_request(triton: LocalTriton) -> None:
+    http = httpclient.InferenceServerClient(triton.http_url)
+    assert http.is_server_ready() and http.is_model_ready(MODEL)
+    metadata = http.get_model_metadata(MODEL)
+    assert [(i["name"], i["shape"]) for i in metadata["inputs"]] == [("input", [-1, 3, 32, 32])]
+    assert [(o["name"], o["shape"]) for o in metadata["outputs"]] == [("logits", [-1, 10])]
+    tensor = httpclient.InferInput("input", [1, 3, 16, 16], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 3, 16, 16), dtype=np.float32))
+    with pytest.raises(httpclient.InferenceServerException, match="shape"):
+        http.infer(MODEL, [tensor])
+    assert not triton.errors()
