@@ -31,10 +31,13 @@ demo: venv
 	@echo "Serving $(DEMO_MODEL) on http://127.0.0.1:$(DEMO_PORT)/ (demo page; API at /docs, KServe v2 at /v2). Ctrl-C stops."
 	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
 
-# The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins; also the TensorRT plugin library when
-# TENSORRT_ROOT points at TensorRT headers. CI builds it on every run: a compile error fails `make test`.
+# The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins, and the TensorRT plugin library against the
+# header sets in $(VITRT_TENSORRT_HEADERS) (<version>/include; the newest is linked, the others compile-checked, all
+# with -Werror); without them, against $TENSORRT_ROOT when set. CI builds both on every run: a compile error or
+# warning fails `make test`.
+VITRT_TENSORRT_HEADERS ?= ../shared/third_party/tensorrt
 kernels: venv
-	$(PY) -m vitrt plugins build
+	$(PY) -m vitrt plugins build $(if $(wildcard $(VITRT_TENSORRT_HEADERS)/*/include/NvInfer.h),--tensorrt-header-sets $(VITRT_TENSORRT_HEADERS))
 
 test: venv kernels
 	$(PY) -m pytest

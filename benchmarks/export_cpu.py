@@ -71,7 +71,9 @@ def hot_ops(path: Path, feeds: dict, threads: int, top: int = 3) -> list[tuple[s
     session = ort_session(path, threads, profile=True)
     for _ in range(3):
         session.run(None, feeds)
-    trace = json.loads(Path(session.end_profiling()).read_text())
+    profile = Path(session.end_profiling())
+    trace = json.loads(profile.read_text())
+    profile.unlink()  # read once; never left beside the model or in the working directory
     times: Counter[str] = Counter()
     for event in trace:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):

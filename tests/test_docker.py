@@ -101,3 +101,42 @@ def test_gpu_runtime_stage_has_pytorch_for_the_tensorrt_backend() -> None:
     # TensorRTBackend and `vitrt build` allocate CUDA memory through torch; the NGC TensorRT base does not ship it.
     runtime_stage = (ROOT / "docker" / "Dockerfile.gpu").read_text().split(" AS runtime")[1]
     assert re.search(r'pip install [^\n]*"torch==\$\{TORCH_VERSION\}"', runtime_stage)
+
+
+# Where TensorRT's headers are in the base images the plugin stages name: NVIDIA's Debian packages
+# (libnvinfer-dev) put them in the multiarch include folder, not /usr/include.
+TENSORRT_HEADERS_IN_IMAGE = {"nvcr.io/nvidia/tensorrt": "/usr/include/x86_64-linux-gnu"}
+
+
+def _stages(text: str) -> dict[str, str]:
+    """Stage name (or base image for an unnamed stage) -> the stage's text, continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    stages: dict[str, str] = {}
+    for chunk in re.split(r"^(?=FROM )", joined, flags=re.M)[1:]:
+        head = chunk.split("\n", 1)[0].split()
+        stages[head[3] if len(head) > 3 and head[2].upper() == "AS" else head[1]] = chunk
+    return stages
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.gpu", "Dockerfile.triton"])
+def test_plugin_stage_builds_against_the_base_images_header_layout(name: str) -> None:
+    text = (ROOT / "docker" / name).read_text()
+    stage = _stages(text)["plugins"]
+    base = re.match(r"FROM (\S+?):", stage)
+    assert base is not None and base.group(1) in TENSORRT_HEADERS_IN_IMAGE, stage.splitlines()[0]
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", stage, re.M))
+    cmake = next(line for line in stage.splitlines() if line.startswith("RUN cmake "))
+    flags = dict(re.findall(r'-D(\w+)=("[^"]*"|\S+)', cmake))
+    include = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], flags["TENSORRT_INCLUDE_DIR"].strip('"'))
+    assert include == TENSORRT_HEADERS_IN_IMAGE[base.group(1)]
+    assert flags["VITRT_BUILD_PLUGINS"] == "ON"  # a missing header fails the image build, never a silent skip
+    # Every third-party module that CMake's code generator imports is installed in this stage.
+    generator = (ROOT / "plugins" / "tools" / "gen_op_specs.py").read_text()
+    imported = set(re.findall(r"^import (\w+)|^from (\w+)", generator, re.M))
+    modules = {a or b for a, b in imported} - set(sys.stdlib_module_names) - {"__future__"}
+    assert modules == {"yaml"}
+    installs = " ".join(re.findall(r"pip install ([^\n&]+)", stage)).lower()
+    assert re.search(r"\bpyyaml==[\d.]+", installs), installs
+    # The version pinned there is the one the runtime image and the plugin tooling use.
+    core = (ROOT / "docker" / "requirements-core.txt").read_text().lower()
+    assert re.search(r"pyyaml==([\d.]+)", installs).group(1) == re.search(r"pyyaml==([\d.]+)", core).group(1)

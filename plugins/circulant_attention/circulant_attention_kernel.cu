@@ -1,8 +1,11 @@
 // VitrtCirculantAttention: cuFFT and direct (shared-memory circular correlation) strategies.
 #include "circulant_attention_kernel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "cuda_utils.cuh"
 #include "fft_plan_cache.h"
@@ -327,6 +330,53 @@ FftBuffers fft_layout(WorkspaceLayout& layout, int64_t batch, int64_t height, in
     return buffers;
 }
 
+// cuFFT plans for a dynamic batch. A plan transforms a fixed number of signals, so instead of one plan per batch
+// size (a dynamic batch would churn the plan cache) every batch is cut into power-of-two runs of samples: batch b
+// needs at most log2(b) + 1 executions and the plans of runs 1, 2, 4, ... samples, shared by all batches. The work
+// area is the largest of the plans of every run up to the batch, so the workspace sized at a profile's largest
+// batch holds at every smaller one.
+struct BatchPlans
+{
+    std::vector<std::pair<int64_t, std::shared_ptr<FftPlans>>> runs; // (samples, plans) that sum to the batch
+    size_t work_bytes{0};
+};
+
+int32_t batch_plans(int64_t batch, int64_t height, int64_t width, int64_t channels, BatchPlans* out)
+{
+    for (int64_t samples = 1; samples <= batch; samples <<= 1)
+    {
+        std::shared_ptr<FftPlans> plans
+            = fft_plans(static_cast<int32_t>(height), static_cast<int32_t>(width), samples * channels);
+        if (!plans)
+        {
+            return VITRT_STATUS_CUFFT_ERROR;
+        }
+        out->work_bytes = std::max(out->work_bytes, plans->work_bytes());
+        if (batch & samples)
+        {
+            out->runs.emplace_back(samples, std::move(plans));
+        }
+    }
+    return VITRT_STATUS_SUCCESS;
+}
+
+// Runs the forward (R2C) or inverse (C2R) transform over the whole batch, one run of samples at a time.
+int32_t transform_batch(BatchPlans const& plans, bool forward, float* signals, cufftComplex* spectra, void* work,
+    int64_t height, int64_t width, int64_t channels, cudaStream_t stream)
+{
+    int64_t const real_per_sample = channels * height * width;
+    int64_t const bins_per_sample = channels * height * (width / 2 + 1);
+    int64_t done = 0;
+    for (auto const& [samples, run] : plans.runs)
+    {
+        float* real = signals + done * real_per_sample;
+        cufftComplex* spectrum = spectra + done * bins_per_sample;
+        VITRT_TRY(forward ? run->forward(real, spectrum, work, stream) : run->inverse(spectrum, real, work, stream));
+        done += samples;
+    }
+    return VITRT_STATUS_SUCCESS;
+}
+
 int32_t check_shape(int64_t batch, int64_t height, int64_t width, int64_t channels)
 {
     if (batch < 1 || height < 1 || width < 1 || channels < 1)
@@ -351,17 +401,16 @@ template <typename T>
 int32_t run_fft(const T* q, const T* k, const T* v, T* out, int64_t batch, int64_t height, int64_t width,
     int64_t channels, void* workspace, size_t workspace_bytes, cudaStream_t stream)
 {
-    std::shared_ptr<FftPlans> plans
-        = fft_plans(static_cast<int32_t>(height), static_cast<int32_t>(width), batch * channels);
-    if (!plans)
-    {
-        return VITRT_STATUS_CUFFT_ERROR;
-    }
+    BatchPlans plans;
+    VITRT_TRY(batch_plans(batch, height, width, channels, &plans));
     WorkspaceLayout sizing(nullptr);
-    fft_layout(sizing, batch, height, width, channels, plans->work_bytes());
+    fft_layout(sizing, batch, height, width, channels, plans.work_bytes);
     VITRT_TRY(check_workspace(workspace, workspace_bytes, sizing.size()));
     WorkspaceLayout layout(workspace);
-    FftBuffers const buf = fft_layout(layout, batch, height, width, channels, plans->work_bytes());
+    FftBuffers const buf = fft_layout(layout, batch, height, width, channels, plans.work_bytes);
+    auto const transform = [&](bool forward, float* real, cufftComplex* spectrum) {
+        return transform_batch(plans, forward, real, spectrum, buf.work, height, width, channels, stream);
+    };
 
     int const tokens = static_cast<int>(height * width);
     int const chans = static_cast<int>(channels);
@@ -378,20 +427,20 @@ int32_t run_fft(const T* q, const T* k, const T* v, T* out, int64_t batch, int64
     float const output_scale = static_cast<float>(1.0 / n);
 
     VITRT_CUDA_TRY(launch(tokens_to_signals_kernel<T>, tile_grid, tile_block, 0, stream, q, buf.signals, tokens, chans));
-    VITRT_TRY(plans->forward(buf.signals, buf.first, buf.work, stream));
+    VITRT_TRY(transform(true, buf.signals, buf.first));
     VITRT_CUDA_TRY(launch(tokens_to_signals_kernel<T>, tile_grid, tile_block, 0, stream, k, buf.signals, tokens, chans));
-    VITRT_TRY(plans->forward(buf.signals, buf.second, buf.work, stream));
+    VITRT_TRY(transform(true, buf.signals, buf.second));
     VITRT_CUDA_TRY(launch(conj_multiply_kernel, dim3(multiply_blocks), dim3(256), 0, stream, buf.first, buf.second,
         bins, logit_scale));
-    VITRT_TRY(plans->inverse(buf.first, buf.signals, buf.work, stream));
+    VITRT_TRY(transform(false, buf.signals, buf.first));
     VITRT_CUDA_TRY(launch(row_softmax_kernel, dim3(static_cast<unsigned>(batch * channels)), dim3(256), 0, stream,
         buf.signals, tokens));
-    VITRT_TRY(plans->forward(buf.signals, buf.first, buf.work, stream));
+    VITRT_TRY(transform(true, buf.signals, buf.first));
     VITRT_CUDA_TRY(launch(tokens_to_signals_kernel<T>, tile_grid, tile_block, 0, stream, v, buf.signals, tokens, chans));
-    VITRT_TRY(plans->forward(buf.signals, buf.second, buf.work, stream));
+    VITRT_TRY(transform(true, buf.signals, buf.second));
     VITRT_CUDA_TRY(launch(conj_multiply_kernel, dim3(multiply_blocks), dim3(256), 0, stream, buf.first, buf.second,
         bins, output_scale));
-    VITRT_TRY(plans->inverse(buf.first, buf.signals, buf.work, stream));
+    VITRT_TRY(transform(false, buf.signals, buf.first));
     VITRT_CUDA_TRY(
         launch(signals_to_tokens_kernel<T>, tile_grid, tile_block, 0, stream, buf.signals, out, tokens, chans));
     return VITRT_STATUS_SUCCESS;
@@ -496,15 +545,11 @@ VITRT_API int32_t vitrt_circulant_attention_workspace_size(int64_t batch, int64_
         *bytes = 0;
         return VITRT_STATUS_SUCCESS;
     }
-    std::shared_ptr<FftPlans> plans
-        = fft_plans(static_cast<int32_t>(height), static_cast<int32_t>(width), batch * channels);
-    if (!plans)
-    {
-        return VITRT_STATUS_CUFFT_ERROR;
-    }
+    BatchPlans plans;
+    VITRT_TRY(batch_plans(batch, height, width, channels, &plans));
     WorkspaceLayout sizing(nullptr);
-    fft_layout(sizing, batch, height, width, channels, plans->work_bytes());
-    *bytes = sizing.size();
+    fft_layout(sizing, batch, height, width, channels, plans.work_bytes);
+    *bytes = sizing.size(); // non-decreasing in batch: valid for every batch up to this one
     return VITRT_STATUS_SUCCESS;
 }
 

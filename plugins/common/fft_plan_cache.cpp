@@ -10,8 +10,12 @@ namespace vitrt
 namespace
 {
 
-// Enough for every grid and batch size of a few models in one process; older plans are evicted first.
-constexpr size_t kMaxCachedPlans = 32;
+// The key is every parameter of the cuFFT plans (device, 2-D grid, number of signals; the types, R2C + C2R, and the
+// contiguous layout are fixed). Circulant attention asks only for power-of-two runs of samples (see BatchPlans), so
+// a model needs about log2(max batch) + 1 plans per grid: 64 covers several models of four grids at batch 32.
+// Plans own no work area (the caller passes it), so the cache holds only cuFFT's per-plan tables; the least
+// recently used plans are evicted first.
+constexpr size_t kMaxCachedPlans = 64;
 
 struct PlanKey
 {

@@ -50,7 +50,7 @@ private:
     std::mutex mutex_;
 };
 
-// Plans for (height, width, batch) on the current device, created on first use. Null on failure (see
+// Plans for `batch` signals of height x width on the current device, created on first use and cached (LRU). Null on failure (see
 // vitrt_last_error()).
 std::shared_ptr<FftPlans> fft_plans(int32_t height, int32_t width, int64_t batch);
 

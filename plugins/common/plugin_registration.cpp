@@ -8,9 +8,11 @@
 //    Python bindings do), any global getPluginRegistry, or, for LD_PRELOAD before TensorRT is loaded, libnvinfer
 //    from the loader path. Set VITRT_TRT_STATIC_REGISTRATION=0 to skip it.
 //  * dynamic registration: IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, Python load_library, plugin
-//    libraries serialized into version-compatible engines) calls setLoggerFinder() and getCreators(). loadLibrary
-//    fails if any returned creator is already registered, so getCreators() returns only the creators the static
-//    registration did not get into the registry (all of them when it was skipped or found no TensorRT).
+//    libraries serialized into version-compatible engines, which the lean/dispatch runtime loads into its own
+//    registry) calls setLoggerFinder() and getCreators(). getCreators() always hands over every creator, so each
+//    registry that asks gets all of them. loadLibrary fails on a creator its registry already holds, so the
+//    creators this copy registered statically are first taken back out of that registry (the caller registers
+//    them again); duplicates that another copy of the library put there are left alone.
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -37,7 +39,7 @@ using nvinfer1::IPluginRegistry;
 struct Registration
 {
     IPluginCreatorInterface* creator;
-    bool in_registry; // registered by us statically, or TensorRT already had an identical creator
+    IPluginRegistry* registered_in; // the registry this copy registered the creator in statically, if any
 };
 
 std::mutex& registrations_mutex()
@@ -97,21 +99,23 @@ const char* plugin_namespace(IPluginCreatorInterface& creator)
 void register_creator_statically(IPluginCreatorInterface& creator)
 {
     IPluginRegistry* registry = registry_once();
-    bool in_registry = false;
+    IPluginRegistry* registered_in = nullptr;
     if (registry != nullptr)
     {
-        // false also when TensorRT already holds a creator of this name/version/namespace (e.g. a second copy of
-        // this library); either way TensorRT can create the plugin, so loadLibrary must not register it again.
-        bool const registered = registry->registerCreator(creator, plugin_namespace(creator));
-        in_registry = true;
-        if (!registered)
+        // false when TensorRT already holds a creator of this name/version/namespace (e.g. from a second copy of
+        // this library, as a version-compatible engine loads one): TensorRT can create the plugin either way.
+        if (registry->registerCreator(creator, plugin_namespace(creator)))
+        {
+            registered_in = registry;
+        }
+        else
         {
             log(ILogger::Severity::kVERBOSE, "%s: a creator of this name is already registered",
                 static_cast<nvinfer1::IPluginCreatorV3One&>(creator).getPluginName());
         }
     }
     std::lock_guard<std::mutex> lock(registrations_mutex());
-    registrations().push_back({&creator, in_registry});
+    registrations().push_back({&creator, registered_in});
 }
 
 } // namespace plugin
@@ -126,18 +130,20 @@ __attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFin
 
 __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    static std::vector<nvinfer1::IPluginCreatorInterface*> pending;
+    static std::vector<nvinfer1::IPluginCreatorInterface*> all;
     std::lock_guard<std::mutex> lock(vitrt::plugin::registrations_mutex());
-    pending.clear();
-    for (auto const& registration : vitrt::plugin::registrations())
+    all.clear();
+    for (auto& registration : vitrt::plugin::registrations())
     {
-        if (!registration.in_registry)
+        if (registration.registered_in != nullptr)
         {
-            pending.push_back(registration.creator);
+            registration.registered_in->deregisterCreator(*registration.creator);
+            registration.registered_in = nullptr;
         }
+        all.push_back(registration.creator);
     }
-    nbCreators = static_cast<int32_t>(pending.size());
-    return pending.data();
+    nbCreators = static_cast<int32_t>(all.size());
+    return all.data();
 }
 
 } // extern "C"

@@ -35,6 +35,11 @@ class ModelMetadata:
     output_name: str = "logits"
     batch: str = "dynamic"
     checkpoint_sha256: str | None = None
+    # Where the weights came from: "checkpoint" (checkpoint_sha256 is the file's), "bundled" (the package's trained
+    # demo weights; checkpoint_sha256 is that file's) or "random" (initialised with torch.manual_seed(weights_seed)).
+    # `vitrt parity` uses it to compare against the same weights, or refuses.
+    weights: str | None = None
+    weights_seed: int | None = None
 
     def to_props(self) -> dict[str, str]:
         """`metadata_props` entries: every field as `vitrt.<name>` -> JSON."""

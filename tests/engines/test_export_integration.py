@@ -10,13 +10,13 @@ import onnxruntime as ort
 import pytest
 from tinyvit import perturbed_onnx
 
-from vitrt.engines import onnx_graph
+from vitrt import export, onnx_passes
 from vitrt.engines.builder import BuildOptions, plan_build
 from vitrt.engines.plugin_library import PLUGIN_DIR_ENV
+from vitrt.errors import PluginError
 from vitrt.models import create_model, list_models
 from vitrt.parity import run_parity
-
-export = pytest.importorskip("vitrt.export", reason="the exporter (vitrt.export) is not installed")
+from vitrt.plugins.paths import find_plugin_library
 
 DEMO = "ca_digits"
 
@@ -33,17 +33,29 @@ def test_exported_vitrt_nodes_build_in_both_flavours(
     exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = onnx.load(str(exported))
-    calls = onnx_graph.vitrt_nodes(model)
+    calls = onnx_passes.vitrt_nodes(model)
     assert calls and {n.op_type for n in calls} == {"VitrtCirculantAttention"}
     inlined = plan_build(exported, BuildOptions(plugins="none", precision="fp16"))
     assert inlined.flavour == "inlined" and not any(n.domain == "vitrt" for n in inlined.model.graph.node)
-    for call in calls:  # every attention body is pinned to FP32, its nodes named after the call
-        assert any(name.startswith(call.name + "/") for name in inlined.fp32_nodes)
-    monkeypatch.setenv(PLUGIN_DIR_ENV, str(tmp_path))
-    (tmp_path / "libvitrt_plugins.so").write_bytes(b"\x7fELF")  # resolved by path only; TensorRT loads it later
-    plugins = plan_build(exported, BuildOptions(plugins="auto"))
-    assert plugins.flavour == "tensorrt" and not plugins.model.functions
+    ops = {n.name: n.op_type for n in inlined.model.graph.node}
+    for call in calls:  # default islands: the fragile steps of each body (named after the call) stay FP32 ...
+        body = {name: op for name, op in ops.items() if name.startswith(call.name + "/")}
+        pinned = {name for name in body if name in inlined.fp32_nodes}
+        assert pinned and {body[name] for name in pinned} >= {"Softmax"}
+        assert not any(body[name] == "MatMul" for name in pinned)  # ... its matmuls run in FP16
+    debug = plan_build(exported, BuildOptions(plugins="none", precision="fp16", fp32_islands="all"))
+    for call in calls:  # "all": the whole body
+        body = [n.name for n in debug.model.graph.node if n.name.startswith(call.name + "/")]
+        assert body and set(body) <= debug.fp32_nodes
+    try:
+        library = find_plugin_library()
+    except PluginError as err:
+        pytest.skip(f"the tensorrt flavour half needs the built plugin library: {err}")
+    monkeypatch.setenv(PLUGIN_DIR_ENV, str(library.parent))
+    plugins = plan_build(exported, BuildOptions(plugins="auto", precision="fp16"))
+    assert plugins.flavour == "tensorrt" and not plugins.model.functions and plugins.plugin_library == library
     assert plugins.plugin_ops == [("VitrtCirculantAttention", "1", "vitrt")]
+    assert not plugins.fp32_nodes & {call.name for call in calls}  # the plugin runs in FP16 by default
 
 
 def test_strongly_typed_fp16_plan_of_an_export_keeps_predictions(exported: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 from tinyvit import tiny_metadata
 
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.files import sha256_file
 from vitrt.engines.manifest import EngineManifest, RuntimeEnvironment, check_compatibility, manifest_path, verify_engine
 from vitrt.errors import ArtifactError, ManifestMismatchError
+from vitrt.files import sha256_file
 
 H100 = RuntimeEnvironment(tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0")
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from tinyvit import TinyViT, vitrt_op_model
 
+from vitrt import onnx_passes
 from vitrt.engines import onnx_graph
 from vitrt.errors import ArtifactError
 from vitrt.parity.blocks import find_blocks, torch_block_outputs
@@ -25,7 +26,7 @@ def types_of(model: onnx.ModelProto) -> dict[str, int]:
     return onnx_graph._tensor_elem_types(model)
 
 
-def test_fp32_islands_are_norms_softmaxes_and_attention_nodes(tiny_onnx: Path) -> None:
+def test_fp32_islands_are_norms_and_softmaxes_by_default_attention_nodes_on_request(tiny_onnx: Path) -> None:
     model = onnx.load(str(tiny_onnx))
     islands = onnx_graph.fp32_island_nodes(model)
     by_op: dict[str, set[str]] = {}
@@ -38,7 +39,8 @@ def test_fp32_islands_are_norms_softmaxes_and_attention_nodes(tiny_onnx: Path) -
 
     op_model = vitrt_op_model()
     assert {"attn0", "attn1"} <= onnx_graph.fp32_island_nodes(op_model, "all")
-    assert not {"attn0", "attn1"} & onnx_graph.fp32_island_nodes(op_model, "norms")
+    assert not {"attn0", "attn1"} & onnx_graph.fp32_island_nodes(op_model)  # default: fragile steps only
+    assert onnx_graph.fp32_island_nodes(op_model, "norms") == onnx_graph.fp32_island_nodes(op_model, "fragile")
 
 
 def test_decomposed_norm_denominators_are_islands() -> None:
@@ -108,7 +110,7 @@ def test_strongly_typed_bf16_rewrite_is_a_valid_typed_graph(tiny_onnx: Path) -> 
 
 def test_inlined_flavour_names_body_nodes_after_their_call(tmp_path: Path) -> None:
     model = vitrt_op_model()
-    inlined, origin = onnx_graph.inline_functions(model)
+    inlined, origin = onnx_passes.inline_functions(model)
     assert not inlined.functions and not any(n.domain == "vitrt" for n in inlined.graph.node)
     assert {o.domain for o in inlined.opset_import} == {""}
     assert set(origin.values()) == {"attn0", "attn1"}
@@ -121,24 +123,62 @@ def test_inlined_flavour_names_body_nodes_after_their_call(tmp_path: Path) -> No
     assert softmax_of_attn1 and set(softmax_of_attn1) <= islands  # a softmax stays FP32 wherever it comes from
 
 
+def test_inlining_folds_constant_arithmetic_of_the_bodies() -> None:
+    from onnx import helper
+
+    body = [
+        helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.float32(3.0))),
+        helper.make_node("Mul", ["c", "c"], ["cc"], name="square"),
+        helper.make_node("Mul", ["x", "cc"], ["y"], name="scale"),
+    ]
+    function = helper.make_function("vitrt", "VitrtScale", ["x"], ["y"], body, [helper.make_opsetid("", 18)])
+    graph = helper.make_graph(
+        [helper.make_node("VitrtScale", ["input"], ["logits"], domain="vitrt", name="call")],
+        "g",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 8])],
+    )
+    imports = [helper.make_opsetid("", 18), helper.make_opsetid("vitrt", 1)]
+    model = helper.make_model(graph, opset_imports=imports, functions=[function])
+    unfolded = onnx_passes.inline_functions(model, fold=False).model
+    folded, origin = onnx_passes.inline_functions(model)
+    assert sum(n.name.startswith("call/square") for n in unfolded.graph.node) == 1
+    assert not any(n.name.startswith("call/square") for n in folded.graph.node)  # 3*3 computed once, here
+    assert set(origin.values()) == {"call"}
+    x = np.arange(16, dtype=np.float32).reshape(2, 8)
+    np.testing.assert_allclose(run(folded, x)[0], 9.0 * x)
+
+
 def test_tensorrt_flavour_strips_bodies_and_adds_plugin_attributes() -> None:
-    stripped = onnx_graph.strip_vitrt_functions(vitrt_op_model())
+    stripped = onnx_passes.strip_functions(vitrt_op_model())
     assert not stripped.functions
-    for node in onnx_graph.vitrt_nodes(stripped):
+    for node in onnx_passes.vitrt_nodes(stripped):
         attrs = {a.name: a.s.decode() for a in node.attribute if a.type == onnx.AttributeProto.STRING}
         assert attrs == {"plugin_namespace": "vitrt", "plugin_version": "1"}
 
 
 def test_a_vitrt_node_without_body_cannot_be_inlined() -> None:
     with pytest.raises(ArtifactError, match=r"'attn0' \(VitrtScaledSoftmax\) has no function body"):
-        onnx_graph.inline_functions(vitrt_op_model(with_function=False))
+        onnx_passes.inline_functions(vitrt_op_model(with_function=False))
 
 
 def test_dft_nodes_are_reported_as_unsupported_by_tensorrt() -> None:
-    inlined, _ = onnx_graph.inline_functions(vitrt_op_model("VitrtCirculantAttention", body="dft"))
-    unsupported = onnx_graph.tensorrt_unsupported_nodes(inlined)
-    assert [op for _, op in unsupported] == ["DFT", "DFT"]
-    assert unsupported[0][0].startswith("attn0/")
+    """A foreign graph with DFT (vitrt exports never emit one: circulant attention's body uses MatMul DFTs)."""
+    nodes = [
+        onnx.helper.make_node("Unsqueeze", ["input", "axes"], ["xr"], name="as_real"),
+        onnx.helper.make_node("DFT", ["xr"], ["spec"], name="dft", axis=1, onesided=0),
+        onnx.helper.make_node("ReduceL2", ["spec", "axes"], ["logits"], name="magnitude", keepdims=0),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 8])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 8])],
+        [onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    assert onnx_graph.tensorrt_unsupported_nodes(model) == [("dft", "DFT")]
+    assert onnx_graph.tensorrt_unsupported_nodes(onnx_passes.inline_functions(vitrt_op_model()).model) == []
 
 
 def test_block_outputs_map_to_onnx_tensors_that_equal_the_torch_hooks(tiny_vit: TinyViT, tiny_onnx: Path) -> None:

@@ -112,31 +112,18 @@ def export_onnx(model: nn.Module, path: Path, *, dynamic: bool = True, batch: in
     return path
 
 
-def vitrt_op_model(
-    op_type: str = "VitrtScaledSoftmax", body: str = "softmax", with_function: bool = True
-) -> onnx.ModelProto:
-    """A graph `input -> MatMul -> two vitrt nodes (function bodies) -> logits`, like the exporter's node + body.
-
-    body "softmax": Mul(scale) + Softmax; body "dft": a DFT round trip (what circulant attention's body contains).
-    """
-    if body == "softmax":
-        nodes = [
-            helper.make_node("Constant", [], ["s"], name="scale_const", value_float=0.0),
-            helper.make_node("Mul", ["x", "s"], ["m"], name="mul"),
-            helper.make_node("Softmax", ["m"], ["y"], axis=-1, name="softmax"),
-        ]
-        nodes[0].ClearField("attribute")
-        ref = helper.make_attribute("value_float", 0.0)
-        ref.ref_attr_name = "scale"
-        nodes[0].attribute.append(ref)
-    else:
-        nodes = [
-            helper.make_node("Unsqueeze", ["x", "axes"], ["xr"], name="as_real"),
-            helper.make_node("DFT", ["xr"], ["spec"], name="dft", axis=1, onesided=0),
-            helper.make_node("ReduceL2", ["spec", "axes"], ["y0"], name="magnitude", keepdims=0),
-            helper.make_node("Identity", ["y0"], ["y"], name="out"),
-        ]
-        nodes.insert(0, helper.make_node("Constant", [], ["axes"], name="axes", value_ints=[-1]))
+def vitrt_op_model(op_type: str = "VitrtScaledSoftmax", with_function: bool = True) -> onnx.ModelProto:
+    """A graph `input -> MatMul -> two vitrt nodes (function bodies: Mul(scale) + Softmax) -> logits`, like the
+    exporter's node + body."""
+    nodes = [
+        helper.make_node("Constant", [], ["s"], name="scale_const", value_float=0.0),
+        helper.make_node("Mul", ["x", "s"], ["m"], name="mul"),
+        helper.make_node("Softmax", ["m"], ["y"], axis=-1, name="softmax"),
+    ]
+    nodes[0].ClearField("attribute")
+    ref = helper.make_attribute("value_float", 0.0)
+    ref.ref_attr_name = "scale"
+    nodes[0].attribute.append(ref)
     function = helper.make_function(
         "vitrt", op_type, ["x"], ["y"], nodes, opset_imports=[helper.make_opsetid("", 18)], attributes=["scale"]
     )

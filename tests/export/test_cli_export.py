@@ -121,6 +121,38 @@ def test_untrusted_pickle_needs_trust_checkpoint(toy_model, tmp_path, capsys):
     assert code == 0, err
 
 
+class _RunsAShellCommand:
+    """A pickle that would call os.system when unpickled (it writes a marker file)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("layout", ["torch.save", "plain pickle"])
+def test_malicious_pickle_is_refused_naming_the_global_and_the_flag(toy_model, tmp_path, capsys, layout):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    checkpoint = tmp_path / "evil.pth"
+    payload = {"model": build_tiny_stack().state_dict(), "hook": _RunsAShellCommand(marker)}
+    if layout == "torch.save":
+        torch.save(payload, checkpoint)
+    else:
+        checkpoint.write_bytes(pickle.dumps(payload, protocol=4))
+    code, out, err = run_cli(capsys, TOY, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"))
+    assert_one_line_error(code, err, "disallowed global posix.system")
+    line = err.strip().splitlines()[-1]
+    assert "could run code" in line and "--trust-checkpoint" in line
+    assert "not a PyTorch checkpoint" not in line
+    assert "weights_only" not in out + err and "Warning" not in out + err  # no torch advice or warning leaks
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -160,3 +192,58 @@ def test_unwritable_output_is_one_line_error(toy_model, tmp_path, capsys):
     blocker.write_text("x")
     code, _, err = run_cli(capsys, TOY, "--out", str(blocker / "m.onnx"))
     assert_one_line_error(code, err, "cannot create the output directory")
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_random_weight_export_records_its_seed_and_parity_uses_the_same_weights(toy_model, tmp_path, capsys):
+    """`vitrt export MODEL && vitrt parity --model MODEL`: a random-weight artifact must not fail parity against a
+    new random model (it did: cosine -0.03, blamed on the first block)."""
+    out = tmp_path / "toy.onnx"
+    code, _, err = run_cli(capsys, TOY, "--out", str(out), "--skip-validation")
+    assert code == 0, err
+    meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(out).metadata_props})
+    assert meta.weights == "random" and meta.weights_seed == 0 and meta.checkpoint_sha256 is None
+    torch.manual_seed(1234)  # whatever the global RNG state, parity rebuilds the recorded weights
+    code, stdout, err = _run(capsys, "parity", "--model", TOY, "--artifact", str(out), "--n", "8", "--device", "cpu")
+    assert code == 0, stdout + err
+    assert "all backends within budget" in stdout and "seed 0" in stdout
+
+    checkpoint = tmp_path / "toy.pth"
+    torch.save({"model": build_tiny_stack().state_dict()}, checkpoint)
+    code, _, err = _run(
+        capsys, "parity", "--model", str(checkpoint), "--arch", TOY, "--artifact", str(out), "--device", "cpu"
+    )
+    assert_one_line_error(code, err, "holds random weights (seed 0)")
+    assert f"--model {TOY}" in err
+
+
+def test_checkpoint_export_records_its_sha256_and_parity_refuses_other_weights(toy_model, tmp_path, capsys):
+    checkpoint, other = tmp_path / "trained.pth", tmp_path / "other.pth"
+    torch.manual_seed(7)
+    torch.save({"model": build_tiny_stack().state_dict()}, checkpoint)
+    torch.manual_seed(8)
+    torch.save({"model": build_tiny_stack().state_dict()}, other)
+    out = tmp_path / "trained.onnx"
+    code, _, err = run_cli(capsys, TOY, "--checkpoint", str(checkpoint), "--out", str(out), "--skip-validation")
+    assert code == 0, err
+    meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(out).metadata_props})
+    assert meta.weights == "checkpoint" and len(meta.checkpoint_sha256) == 64
+
+    code, _, err = _run(capsys, "parity", "--model", TOY, "--artifact", str(out), "--device", "cpu")
+    assert_one_line_error(code, err, "was exported from a checkpoint")
+    assert f"--model CHECKPOINT --arch {TOY}" in err
+    code, _, err = _run(capsys, "parity", "--model", str(other), "--arch", TOY, "--artifact", str(out))
+    assert_one_line_error(code, err, "is not the checkpoint trained.onnx was exported from")
+    code, stdout, err = _run(
+        capsys, "parity", "--model", str(checkpoint), "--arch", TOY, "--artifact", str(out), "--n", "8"
+    )
+    assert code == 0, stdout + err

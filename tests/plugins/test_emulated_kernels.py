@@ -117,3 +117,83 @@ def test_launchers_reject_bad_arguments(runner):
         runner.circulant_attention(q, q, q, height=3, width=4, strategy=3)
     with pytest.raises(PluginError, match="inference-only"):
         runner.circulant_attention(q.requires_grad_(), q, q, height=3, width=4)
+
+
+def _plans_made(library_path) -> list[tuple[int, int, int]]:
+    import ctypes
+
+    hook = ctypes.CDLL(str(library_path)).vitrt_emulated_cufft_plans
+    hook.argtypes = [ctypes.POINTER(ctypes.c_longlong), ctypes.c_int]
+    count = hook(None, 0)
+    values = (ctypes.c_longlong * (3 * count))()
+    hook(values, count)
+    return [tuple(values[i : i + 3]) for i in range(0, 3 * count, 3)]
+
+
+def test_cufft_plans_and_workspace_hold_at_every_batch_of_a_dynamic_profile(runner, emulated_kernels):
+    """A dynamic batch reuses the plans of power-of-two sample runs, and the workspace sized at a larger batch
+    covers every smaller one although cuFFT's work area does not grow with the batch (the emulation shrinks it)."""
+    height, width, channels = 5, 3, 11  # a grid no other test plans
+    library = runner.library
+    sizes = [library.circulant_workspace(b, height, width, channels, 0, 1) for b in range(1, 10)]
+    assert sizes == sorted(sizes), sizes
+    for batch in (1, 3, 5, 6, 7, 9):
+        _check(runner, "VitrtCirculantAttention", {"B": batch, "H": height, "W": width, "C": channels}, "float32", 1)
+    planned = {b for h, w, b in _plans_made(emulated_kernels) if (h, w) == (height, width)}
+    assert planned == {channels * runs for runs in (1, 2, 4, 8)}  # not one plan per batch size
+
+
+RACE_PROBE = r"""
+#include <cstdio>
+// Thread i > 0 reads what thread i - 1 wrote to shared memory, with or without the barrier in between.
+__global__ void neighbour(float* out, int with_barrier)
+{
+    float* values = static_cast<float*>(::vitrt::emulation::dynamic_shared_memory());
+    values[threadIdx.x] = static_cast<float>(threadIdx.x);
+    if (with_barrier)
+    {
+        __syncthreads();
+    }
+    out[threadIdx.x] = values[threadIdx.x == 0 ? 0 : threadIdx.x - 1];
+}
+
+int main()
+{
+    static float out[256];
+    for (int with_barrier = 0; with_barrier < 2; ++with_barrier)
+    {
+        int missing = 0;
+        for (int launch = 0; launch < 8; ++launch)
+        {
+            ::vitrt::emulation::launch(neighbour, dim3(1), dim3(256), 256 * sizeof(float), nullptr, out, with_barrier);
+            for (float value : out)
+            {
+                missing += value != value;
+            }
+        }
+        std::printf("%d ", missing);
+    }
+    return 0;
+}
+"""
+
+
+def test_emulated_thread_order_exposes_a_missing_barrier(emulated_kernels, tmp_path):
+    """In a fixed thread order, thread i always finds thread i - 1's write; the emulator's shuffled order does not."""
+    import shutil
+    import subprocess
+
+    from host_build import EMULATION_DIR, cuda_include
+
+    source = tmp_path / "race.cpp"
+    source.write_text(RACE_PROBE)
+    binary = tmp_path / "race"
+    flags = ["-x", "c++", "-std=c++20", "-O1", "-DVITRT_HOST_EMULATION", "-include", "vitrt_cuda_emulation.h"]
+    includes = [f"-I{EMULATION_DIR}", f"-I{cuda_include()}"]
+    compiler = shutil.which("g++")
+    assert compiler is not None
+    subprocess.run([compiler, *flags, *includes, str(source), "-o", str(binary), "-x", "none", str(emulated_kernels),
+                    f"-Wl,-rpath,{emulated_kernels.parent}"], check=True)  # fmt: skip
+    racy, synced = map(int, subprocess.run([binary], capture_output=True, text=True, check=True).stdout.split())
+    assert racy > 0  # some reader ran before its writer
+    assert synced == 0

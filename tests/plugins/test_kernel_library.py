@@ -53,9 +53,12 @@ def test_auto_strategy_follows_the_cost_model(library):
 
 def test_linear_workspace_covers_every_smaller_batch(library):
     dtype = DTYPES["float16"]
-    sizes = [library.focused_workspace(b, 3136, 96, 3, dtype) for b in range(1, 9)]
+    # The chunking depends on the batch (more chunks where few samples leave SMs idle), so the size is not simply
+    # linear: check that the size for batch B still bounds every batch up to B (dynamic-batch engines get the
+    # profile maximum's size), across the whole default profile 1..32.
+    sizes = [library.focused_workspace(b, 3136, 96, 3, dtype) for b in range(1, 33)]
     assert all(s > 0 for s in sizes)
-    assert sizes == sorted(sizes)  # the size for batch B bounds every batch up to B (dynamic-batch engines)
+    assert all(sizes[b] >= max(sizes[: b + 1]) for b in range(len(sizes))), sizes
     assert library.agent_workspace(4, 197, 192, 49, 3, dtype) >= library.agent_workspace(3, 197, 192, 49, 3, dtype)
     assert library.inline_workspace(2, 197, 192, 6, 14, 14, 1, dtype) > 0
     assert library.mlla_workspace(2, 196, 256, 8, dtype) > 0

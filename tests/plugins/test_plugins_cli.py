@@ -71,3 +71,42 @@ def test_build_without_nvcc_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "CUDA_HOMES", (str(tmp_path),))
     with pytest.raises(PluginError, match="nvcc not found"):
         build_module.find_nvcc()
+
+
+def test_header_sets_are_found_and_ordered_by_version(tmp_path, monkeypatch, capsys):
+    from vitrt.plugins.paths import TENSORRT_HEADERS_ENV, tensorrt_header_sets
+
+    for version in ("11.1", "10.13", "10.8.0"):
+        (tmp_path / version / "include").mkdir(parents=True)
+        (tmp_path / version / "include" / "NvInfer.h").write_text("")
+    (tmp_path / "9.0" / "include").mkdir(parents=True)  # no NvInfer.h: not a header set
+    expected = {v: (tmp_path / v / "include").resolve() for v in ("10.8.0", "10.13", "11.1")}
+    assert list(tensorrt_header_sets(tmp_path).items()) == list(expected.items())
+    monkeypatch.setenv(TENSORRT_HEADERS_ENV, str(tmp_path))
+    assert tensorrt_header_sets() == expected
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _vitrt(
+        capsys, "plugins", "build", "--build-dir", str(tmp_path / "b"), "--tensorrt-header-sets", str(empty)
+    )
+    assert code == 2 and err.strip() == f"error: no TensorRT header set (<version>/include/NvInfer.h) in {empty}"
+
+
+def test_plugins_compile_against_every_shared_header_set(kernel_build):
+    """What `make kernels` does in CI: link against the newest TensorRT headers, compile-check against the rest."""
+    from host_build import NO_HEADERS_REASON
+
+    from vitrt.plugins.builder import build
+    from vitrt.plugins.paths import tensorrt_header_sets
+
+    sets = tensorrt_header_sets()
+    if not sets:
+        pytest.skip(NO_HEADERS_REASON)
+    root = next(iter(sets.values())).parents[1]
+    result = build(kernel_build, tensorrt_header_sets=root)  # incremental after `make kernels`
+    assert result.plugin_library is not None and result.plugin_library.is_file()
+    newest = list(sets)[-1]
+    assert result.info["tensorrt_include_dir"] == str(sets[newest])
+    assert result.info["tensorrt_version"].startswith(newest)
+    assert result.info["tensorrt_checked_include_dirs"] == [str(sets[v]) for v in list(sets)[:-1]]
+    assert "-Werror" in (kernel_build / "build.ninja").read_text()

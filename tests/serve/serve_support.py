@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import signal
 import socket
@@ -213,6 +214,24 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict]:
+        text = self.log_text()
+        complete = text[: text.rfind("\n") + 1]  # the server may be mid-way through writing the last line
+        # JSON lines end at "\n" only: str.splitlines would also split inside strings holding U+0085 or U+2028.
+        return [json.loads(line) for line in complete.split("\n") if line.startswith("{")]
+
+    def wait_for_log(self, predicate, timeout: float = 10.0) -> dict:
+        """The first JSON log entry matching `predicate`, waiting (bounded) for the server to write it: the access
+        log line is written after the response has gone out, so a client can see the response first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.log_entries():
+                if predicate(entry):
+                    return entry
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"no matching log line within {timeout} s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.02)
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

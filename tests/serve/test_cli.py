@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
-from serve_support import SRC
+from serve_support import SRC, free_port
 
 from vitrt.cli import main
 
@@ -59,7 +60,7 @@ def test_bad_command_lines_are_refused(capsys, tmp_path):
 def test_unloadable_artifacts_fail_before_the_server_starts(tmp_path, artifact, message):
     (tmp_path / "corrupt.onnx").write_bytes(b"this is not a protobuf")
     result = subprocess.run(
-        [sys.executable, "-m", "vitrt", "serve", str(tmp_path / artifact), "--port", "9"],
+        [sys.executable, "-m", "vitrt", "serve", str(tmp_path / artifact), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -68,3 +69,23 @@ def test_unloadable_artifacts_fail_before_the_server_starts(tmp_path, artifact, 
     assert result.returncode == 2
     assert message in result.stderr and "error: " in result.stderr
     assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr
+
+
+def test_a_busy_port_is_one_error_line_and_exit_2(arith_onnx):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "vitrt", "serve", str(arith_onnx), "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr  # nothing logged: the port is bound before models load
+    assert lines[0].startswith("error: ") and f"port {port} on 127.0.0.1 is already in use" in lines[0]
+    assert "--port" in lines[0]

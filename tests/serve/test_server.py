@@ -452,6 +452,32 @@ def test_bad_requests_get_4xx_json_naming_the_problem(client, case):
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/plain", 415),
+        ("application/xml", 415),
+        ("application/x-www-form-urlencoded", 415),  # what `curl -d @body.json` sends without -H
+        ("multipart/form-data; boundary=x", 415),
+        (None, 200),  # tritonclient.http sends no Content-Type, and Triton accepts that
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/octet-stream", 200),  # tritonclient.http.aio labels every body octet-stream
+    ],
+)
+def test_infer_content_types_are_checked_as_the_docs_say(server, content_type, status):
+    body = _digits_json([1, 3, 16, 16])
+    headers = {**server.headers, **({"Content-Type": content_type} if content_type else {})}
+    request = httpx.Request("POST", f"{server.url}/v2/models/digits/infer", content=body, headers=headers)
+    assert content_type is not None or "content-type" not in request.headers
+    with httpx.Client() as http:
+        response = http.send(request)
+    assert response.status_code == status, response.text
+    if status == 415:
+        error = response.json()["error"]
+        assert content_type.split(";")[0] in error and "application/json" in error
+
+
 def test_server_keeps_serving_after_bad_requests(client, tiny_digits, tmp_path):
     for case in BAD_REQUESTS:
         path, payload, headers, status, _ = BAD_REQUESTS[case]
@@ -490,9 +516,12 @@ def test_backend_failure_is_a_generic_500_with_request_id_and_a_logged_traceback
     assert response.status_code == 500
     assert response.json() == {"error": "model 'lookup' failed to run a batch of 1", "request_id": "fail-me-1"}
     assert response.headers["x-request-id"] == "fail-me-1"
-    log_lines = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
-    failure = [e for e in log_lines if e.get("request_id") == "fail-me-1" or "batch of 1 failed" in e["message"]]
-    assert any("exception" in e and "Traceback" in e["exception"] for e in failure)
+    server.wait_for_log(
+        lambda e: (
+            (e.get("request_id") == "fail-me-1" or "batch of 1 failed" in e["message"])
+            and "Traceback" in e.get("exception", "")
+        )
+    )
     assert (
         client.post(
             "/v2/models/lookup/infer", json={**body, "inputs": [{**body["inputs"][0], "data": [1, 2]}]}
@@ -515,10 +544,11 @@ def test_request_ids_are_echoed_or_generated_and_logged(client, server):
         headers={"X-Request-ID": "trace-infer-9"},
     )
     assert inferred.status_code == 400  # INPUT1 missing: still logged with its id
-    entries = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
-    access = [e for e in entries if e.get("request_id") == "trace-infer-9" and e["logger"] == "vitrt.serve.access"]
-    assert access and access[0]["status"] == 400 and access[0]["path"] == "/v2/models/arith/infer"
-    assert all(isinstance(e["ts"], str) and e["level"] for e in entries)
+    access = server.wait_for_log(
+        lambda e: e.get("request_id") == "trace-infer-9" and e["logger"] == "vitrt.serve.access"
+    )
+    assert access["status"] == 400 and access["path"] == "/v2/models/arith/infer"
+    assert all(isinstance(e["ts"], str) and e["level"] for e in server.log_entries())
 
 
 def test_cors_only_for_the_configured_origin(server):
@@ -546,3 +576,17 @@ def test_streamed_body_over_the_limit_is_refused(client):
     chunks = (b"x" * (512 * 1024) for _ in range(5))  # chunked transfer encoding: no Content-Length to check up front
     response = client.post("/v2/models/digits/infer", content=chunks)
     assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
+def test_classify_can_return_what_the_model_sees(client, tmp_path):
+    (path, _), *_ = digit_files(tmp_path / "seen", 1, "png")
+    response = client.post(
+        "/v1/models/digits/classify?include_input=true", files={"file": ("d.png", path.read_bytes())}
+    )
+    assert response.status_code == 200, response.text
+    url = response.json()["results"][0]["input_image"]
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert image.size == (16, 16)  # the model's input size, not the upload's
+    plain = client.post("/v1/models/digits/classify", files={"file": ("d.png", path.read_bytes())})
+    assert plain.json()["results"][0].get("input_image") is None

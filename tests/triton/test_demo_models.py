@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-export = pytest.importorskip("vitrt.export", reason="the vitrt exporter (branch export) is not merged yet")
-
-from vitrt.data.digits import digit_to_pil, digits_batch, load_digits_split  # noqa: E402
-from vitrt.models import list_models  # noqa: E402
-from vitrt.triton import RepositoryOptions, build_repository  # noqa: E402
+from vitrt import export
+from vitrt.data.digits import digit_to_pil, digits_batch, load_digits_split
+from vitrt.models import list_models
+from vitrt.triton import RepositoryOptions, build_repository
 
 DEFAULT_DEMO = "ca_digits"  # the one exported in the default suite
 DEMOS = sorted(name for name in list_models(with_weights=True) if name.endswith("_digits"))

@@ -37,6 +37,8 @@ _COMMAND_MODULES = [
     "vitrt.cli.plugins",
     "vitrt.cli.serve",
     "vitrt.cli.triton",
+    "vitrt.cli.quantize",
+    "vitrt.cli.bench",
     "vitrt.cli.triton_env",
 ]
 
@@ -51,6 +53,8 @@ _EXTRA_MODULES = {
     "onnxscript": "export",
     "onnxslim": "export",
     "tensorrt": "tensorrt",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 
@@ -60,7 +64,7 @@ def make_console(*, stderr: bool = False, **kwargs: Any) -> Console:
 
     console = Console(stderr=stderr, **kwargs)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 140
+        console.width = HELP_WIDTH_WHEN_PIPED
     return console
 
 
@@ -84,9 +88,23 @@ def _load_commands() -> None:
         importlib.import_module(module)
 
 
+HELP_WIDTH_WHEN_PIPED = 140
+
+
+def _widen_help_when_piped() -> None:
+    """rich falls back to 80 columns when stdout is not a terminal, which cuts option names in `--help`
+    (`--max-queue-dela…`); pipes and logs get the same 140 columns as command output (see make_console)."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ or "TERMINAL_WIDTH" in os.environ:
+        return
+    from typer import rich_utils
+
+    rich_utils.MAX_WIDTH = HELP_WIDTH_WHEN_PIPED
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _load_commands()
+    _widen_help_when_piped()
     try:
         app(args=argv, standalone_mode=True)
     except VitrtError as err:  # raised outside click's own handling (e.g. in callbacks)

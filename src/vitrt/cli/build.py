@@ -32,7 +32,10 @@ def build_command(
         "auto", "--plugins", help="'auto' (vitrt plugin library if found), a library path, or 'none' (inlined ops)."
     ),
     fp32_islands: str = typer.Option(
-        "all", "--fp32-islands", help="FP32 islands in fp16/bf16 builds: all, norms (not attention nodes), none."
+        "fragile",
+        "--fp32-islands",
+        help="FP32 islands in fp16/bf16 builds: fragile (norms, softmaxes, denominators; attention plugins run "
+        "in fp16/bf16), all (attention nodes too, for debugging), none.",
     ),
     tf32: bool = typer.Option(False, "--tf32/--no-tf32", help="Allow TF32 matmuls in FP32 layers."),
     opt_level: int = typer.Option(None, "--opt-level", help="TensorRT builder optimisation level 0-5."),

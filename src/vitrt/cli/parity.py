@@ -37,6 +37,9 @@ def parity_command(
     device: str = typer.Option("auto", "--device", help="Device of the PyTorch reference: auto, cpu, cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
     plugins: str = typer.Option(None, "--plugins", help="vitrt plugin library for TensorRT: auto, PATH or none."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint", help="Allow full unpickling of the checkpoint (only for files you trust)."
+    ),
     ignore_manifest_mismatch: bool = typer.Option(
         False, "--ignore-manifest-mismatch", help="Load an engine whose manifest does not match this machine."
     ),
@@ -72,6 +75,7 @@ def parity_command(
         plugins=plugins,
         allow_mismatch=ignore_manifest_mismatch,
         report=report,
+        trust_checkpoint=trust_checkpoint,
     )
     result.print(make_console())
     if report is not None:

@@ -32,6 +32,14 @@ def build_command(
         int | None, typer.Option("--jobs", "-j", help="Parallel compile jobs (default: CPU count).")
     ] = None,
     kernels_only: Annotated[bool, typer.Option("--kernels-only", help="Skip the TensorRT plugin library.")] = False,
+    tensorrt_header_sets: Annotated[
+        Path | None,
+        typer.Option(
+            "--tensorrt-header-sets",
+            help="Folder of <version>/include TensorRT header sets: build the plugins against the newest and "
+            "compile-check them against the others (what CI does with ../shared/third_party/tensorrt).",
+        ),
+    ] = None,
 ) -> None:
     """Compile libvitrt_kernels.so and, where TensorRT headers are found, libvitrt_plugins.so."""
     from vitrt.plugins.builder import build
@@ -43,10 +51,14 @@ def build_command(
         archs=arch or None,
         jobs=jobs,
         kernels_only=kernels_only,
+        tensorrt_header_sets=tensorrt_header_sets,
     )
     typer.echo(f"kernel library: {result.kernel_library}")
     if result.plugin_library is not None:
-        typer.echo(f"plugin library: {result.plugin_library}")
+        info = result.info
+        typer.echo(f"plugin library: {result.plugin_library} (TensorRT {info.get('tensorrt_version')} headers)")
+        for checked in info.get("tensorrt_checked_include_dirs") or []:
+            typer.echo(f"plugin sources also compiled against: {checked}")
     else:
         typer.echo("plugin library: not built (no TensorRT headers; pass --tensorrt-root or --tensorrt-include-dir)")
     typer.echo(f"built in {result.seconds:.1f} s")

@@ -82,6 +82,7 @@ def serve_command(
     from vitrt.serve.config import ConfigError, build_config, load_config_file
     from vitrt.serve.logs import logging_config
     from vitrt.serve.repository import ModelRepository
+    from vitrt.serve.server import Server, bind_socket
 
     model_flags = {
         "name": name,
@@ -121,9 +122,15 @@ def serve_command(
     data.update({key: value for key, value in server_flags.items() if value is not None})
     config = build_config(data, source)
 
-    logging.config.dictConfig(logging_config(config.log_level))
-    repository = ModelRepository.load(config)
-    server = uvicorn.Server(
+    # The port first: a busy port is one error line, before any model loads or anything is logged.
+    sock = bind_socket(config.host, config.port)
+    try:
+        logging.config.dictConfig(logging_config(config.log_level))
+        repository = ModelRepository.load(config)
+    except BaseException:
+        sock.close()
+        raise
+    server = Server(
         uvicorn.Config(
             create_app(config, repository),
             host=config.host,
@@ -131,10 +138,13 @@ def serve_command(
             log_config=logging_config(config.log_level),
             access_log=False,
             server_header=False,
+            timeout_keep_alive=max(1, round(config.keep_alive_timeout_s)),
             timeout_graceful_shutdown=int(config.shutdown_timeout_s) or None,
-        )
+        ),
+        models=repository.names,
     )
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     if not server.started:
         repository.close()
         raise typer.Exit(1)

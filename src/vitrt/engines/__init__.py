@@ -3,6 +3,7 @@
 >>> from vitrt.engines import load
 >>> backend = load("agent_digits.onnx")          # ONNX Runtime (GPU providers when present, else CPU)
 >>> backend = load("agent_digits.plan")          # TensorRT, after checking model.plan.json
+>>> backend = load("agent_digits.onnx", backend="openvino", precision="bf16")  # OpenVINO, the fast CPU path
 >>> backend = load("agent_digits")               # PyTorch, a zoo model
 >>> logits = backend.infer(batch)                 # numpy or torch (B, 3, H, W) -> numpy (B, num_classes)
 
@@ -26,18 +27,19 @@ __all__ = ["BACKENDS", "ENGINE_SUFFIXES", "InferenceBackend", "InputError", "Ten
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 # Which backends can run which artifact kind; the first is what "auto" picks.
 _RUNNERS = {
-    "engine": ("tensorrt", "onnxruntime"),  # onnxruntime runs the ONNX file recorded in the manifest
-    "onnx": ("onnxruntime",),  # tensorrt needs an engine built from it (vitrt build)
+    "engine": ("tensorrt", "onnxruntime", "openvino"),  # the CPU runtimes run the ONNX file of the manifest
+    "onnx": ("onnxruntime", "openvino"),  # tensorrt needs an engine built from it (vitrt build)
+    "ir": ("openvino",),  # an OpenVINO IR (model.xml + model.bin)
     "model": ("torch",),
 }
 
 
 def artifact_kind(artifact: str | Path | nn.Module) -> str:
-    """ "engine", "onnx" or "model" (a zoo name, a checkpoint file or an nn.Module)."""
+    """ "engine", "onnx", "ir" (OpenVINO .xml) or "model" (a zoo name, a checkpoint file or an nn.Module)."""
     if not isinstance(artifact, str | Path):
         return "model"
     path = Path(artifact)
@@ -45,8 +47,10 @@ def artifact_kind(artifact: str | Path | nn.Module) -> str:
         return "engine"
     if path.suffix == ".onnx":
         return "onnx"
+    if path.suffix == ".xml":
+        return "ir"
     from vitrt.errors import ModelNotFoundError
-    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+    from vitrt.files import CHECKPOINT_SUFFIXES
     from vitrt.models import get_spec
 
     if path.suffix in CHECKPOINT_SUFFIXES:
@@ -68,8 +72,9 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
     `artifact`: an ONNX file, a TensorRT engine (`.plan` with its `.plan.json` manifest), a zoo model name, a
     checkpoint file (with `arch=`) or an nn.Module carrying `vitrt_metadata`.
     `backend`: "auto" picks the fastest runtime for the artifact (engine -> tensorrt; ONNX -> ONNX Runtime with
-    its TensorRT/CUDA providers when present, else CPU; model -> torch) and logs what it picked.
-    `options` go to the backend class: `TorchBackend`, `OnnxRuntimeBackend` or `TensorRTBackend`.
+    its TensorRT/CUDA providers when present, else CPU; IR -> openvino; model -> torch) and logs what it picked.
+    `options` go to the backend class: `TorchBackend`, `OnnxRuntimeBackend`, `OpenVINOBackend` (precision=,
+    performance_hint=, threads=, streams=, cache=) or `TensorRTBackend`.
     """
     if backend not in BACKENDS:
         raise ArtifactError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -77,6 +82,11 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
     chosen = _RUNNERS[kind][0] if backend == "auto" else backend
     if chosen not in _RUNNERS[kind]:
         raise ArtifactError(_mismatch_message(kind, chosen, artifact))
+    if "precision" in options and chosen != "openvino":
+        raise ArtifactError(
+            f"precision is an option of the openvino backend, not {chosen} (a TensorRT engine keeps the precision "
+            "it was built with: vitrt build --precision)"
+        )
     if chosen == "torch":
         from vitrt.engines.pytorch import TorchBackend
 
@@ -89,6 +99,11 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
         if backend == "auto":
             options.setdefault("providers", "auto")
         loaded = OnnxRuntimeBackend(path, **options)
+    elif chosen == "openvino":
+        from vitrt.engines.openvino import OpenVINOBackend
+
+        assert isinstance(artifact, str | Path)
+        loaded = OpenVINOBackend(_onnx_of_engine(Path(artifact)) if kind == "engine" else Path(artifact), **options)
     else:
         from vitrt.engines.tensorrt_runtime import TensorRTBackend
 
@@ -100,8 +115,8 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
 
 
 def _onnx_of_engine(engine: Path) -> Path:
-    from vitrt.engines.files import sha256_file
     from vitrt.engines.manifest import EngineManifest, manifest_path
+    from vitrt.files import sha256_file
 
     manifest = EngineManifest.load(manifest_path(engine))
     if not manifest.onnx_path or not Path(manifest.onnx_path).is_file():
@@ -112,6 +127,8 @@ def _onnx_of_engine(engine: Path) -> Path:
 
 
 def _mismatch_message(kind: str, backend: str, artifact: object) -> str:
+    if kind == "ir":
+        return f"{artifact} is an OpenVINO IR; run it with --backend openvino"
     if kind == "onnx" and backend == "tensorrt":
         return f"the tensorrt backend runs engines; build one first: vitrt build {artifact} --out model.plan"
     if kind == "model":

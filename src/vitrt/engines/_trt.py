@@ -5,19 +5,17 @@ Imports `tensorrt` at module level: import this module only after `availability.
 
 from __future__ import annotations
 
-import ctypes
-import importlib
 import logging
 import re
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorrt as trt
 
-from vitrt.errors import PluginError
+from vitrt.errors import EngineBuildError, PluginError
 
 log = logging.getLogger("vitrt.tensorrt")
 
@@ -162,40 +160,39 @@ class RichProgressMonitor(trt.IProgressMonitor):
                 self._progress.remove_task(task)
 
 
-_LOADED_LIBRARIES: dict[str, object] = {}
-_LOAD_LOCK = threading.Lock()
-
-
 def load_plugin_library(path: str | Path) -> None:
-    """Register the creators of a plugin library with TensorRT's global registry (once per process).
+    """Register the creators of the vitrt plugin library with TensorRT's global registry (once per process)."""
+    from vitrt.plugins.registry import load_into_tensorrt
 
-    Libraries exporting `getCreators` (dynamic registration) go through `IPluginRegistry.load_library`; others
-    register themselves statically (REGISTER_TENSORRT_PLUGIN) when dlopen'ed.
-    """
-    key = str(Path(path).resolve())
-    with _LOAD_LOCK:
-        if key in _LOADED_LIBRARIES:
-            return
-        try:
-            plugins: Any = importlib.import_module("vitrt.plugins")
-        except ImportError:
-            plugins = None
-        loader = getattr(plugins, "load_into_tensorrt", None)
-        if callable(loader):  # the plugin package's loader also checks that every vitrt op got registered
-            loader(key)
-            _LOADED_LIBRARIES[key] = key
-            log.info("loaded TensorRT plugin library %s", key)
-            return
-        try:
-            handle = ctypes.CDLL(key, mode=ctypes.RTLD_GLOBAL)
-        except OSError as err:
-            raise PluginError(f"cannot load plugin library {key}: {err}") from None
-        if hasattr(handle, "getCreators"):
-            registry = trt.get_plugin_registry()
-            if registry.load_library(key) is None:
-                raise PluginError(f"TensorRT refused plugin library {key} (see the TensorRT log)")
-        _LOADED_LIBRARIES[key] = handle
-        log.info("loaded TensorRT plugin library %s", key)
+    load_into_tensorrt(path)
+    log.info("loaded TensorRT plugin library %s", Path(path).resolve())
+
+
+def hardware_compatibility_level(name: str) -> trt.HardwareCompatibilityLevel:
+    """TensorRT's HardwareCompatibilityLevel for a vitrt name (ampere_plus, same_compute_capability)."""
+    level = getattr(trt.HardwareCompatibilityLevel, name.upper(), None)
+    if level is None:
+        offered = sorted(n.lower() for n in dir(trt.HardwareCompatibilityLevel) if n.isupper() and n != "NONE")
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} has no hardware compatibility level {name!r}; it offers: "
+            f"{', '.join(offered) or 'none'}"
+        )
+    return level
+
+
+def plugin_layer_counts(network: trt.INetworkDefinition) -> dict[str, int]:
+    """The plugin layers of a parsed network, counted by plugin (creator) name, e.g. {"VitrtAgentAttention": 4}."""
+    counts: dict[str, int] = {}
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type != trt.LayerType.PLUGIN_V3:
+            continue
+        layer.__class__ = trt.IPluginV3Layer  # the bindings hand out the ILayer base; this exposes `.plugin`
+        plugin_layer = cast("trt.IPluginV3Layer", layer)
+        core = plugin_layer.plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+        name = str(core.plugin_name)
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def missing_plugin_creators(ops: list[tuple[str, str, str]]) -> list[str]:

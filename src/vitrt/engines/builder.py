@@ -20,12 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitrt import onnx_passes
 from vitrt.engines import onnx_graph
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.files import atomic_write, cache_dir, sha256_file
 from vitrt.engines.manifest import HARDWARE_COMPATIBILITY, EngineManifest, manifest_path, now_iso
 from vitrt.engines.plugin_library import resolve_plugins
 from vitrt.errors import EngineBuildError, PluginError
+from vitrt.files import atomic_write, cache_dir, sha256_file
+from vitrt.ops.validate import check_vitrt_nodes
 
 if TYPE_CHECKING:
     import onnx
@@ -53,7 +55,8 @@ class BuildOptions:
     timing_cache: str = "default"
     # "auto" (vitrt plugin library when the model has vitrt ops and it is found, else inlined ops), a path, "none".
     plugins: str = "auto"
-    fp32_islands: str = "all"  # all | norms | none (see onnx_graph.fp32_island_nodes)
+    # fragile (default: norms, softmaxes, denominators; attention plugins in FP16/BF16) | all | none
+    fp32_islands: str = onnx_graph.DEFAULT_ISLAND_MODE
     tf32: bool = False  # TF32 matmuls in FP32 builds (faster, ~1e-3 relative error)
     optimization_level: int | None = None  # TensorRT builder optimisation level 0..5 (default 3)
     hardware_compatibility: str = "none"
@@ -63,10 +66,7 @@ class BuildOptions:
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
             raise EngineBuildError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
-        if self.fp32_islands not in onnx_graph.ISLAND_MODES:
-            raise EngineBuildError(
-                f"unknown FP32 island mode {self.fp32_islands!r}; choose from {', '.join(onnx_graph.ISLAND_MODES)}"
-            )
+        self.fp32_islands = onnx_graph.island_mode(self.fp32_islands)
         if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
             raise EngineBuildError(
                 f"unknown hardware compatibility {self.hardware_compatibility!r}; choose from "
@@ -134,10 +134,11 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
     options.validate()
     onnx_path = Path(onnx_path)
     model = onnx_graph.load_model(onnx_path)
-    onnx_graph.ensure_node_names(model)
+    onnx_passes.ensure_node_names(model)
+    check_vitrt_nodes(model, onnx_path)
     metadata = onnx_graph.model_metadata(model)
     notes: list[str] = []
-    calls = onnx_graph.vitrt_nodes(model)
+    calls = onnx_passes.vitrt_nodes(model)
     plugin_library = resolve_plugins(options.plugins) if calls else None
     flavour = "tensorrt" if plugin_library is not None else "inlined"
     if calls and flavour == "inlined" and options.plugins == "auto":
@@ -152,15 +153,15 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
         model = onnx_graph.cast_fp32_islands(model, low, call_islands)
     plugin_ops: list[tuple[str, str, str]] = []
     if flavour == "tensorrt":
-        model = onnx_graph.strip_vitrt_functions(model)
-        for node in onnx_graph.vitrt_nodes(model):
+        model = onnx_passes.strip_functions(model)
+        for node in onnx_passes.vitrt_nodes(model):
             attrs = {a.name: a.s.decode() for a in node.attribute if a.name in ("plugin_version", "plugin_namespace")}
             op = (node.op_type, attrs.get("plugin_version", "1"), attrs.get("plugin_namespace", ""))
             if op not in plugin_ops:
                 plugin_ops.append(op)
         fp32_nodes = set(call_islands)
     else:
-        model, origin = onnx_graph.inline_functions(model)
+        model, origin = onnx_passes.inline_functions(model)
         fp32_nodes = (
             onnx_graph.island_nodes_after_inlining(model, origin, call_islands, options.fp32_islands)
             if reduced
@@ -237,6 +238,16 @@ def build_engine(
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise EngineBuildError(f"TensorRT cannot import {onnx_path.name}: {errors[0] if errors else '?'}{more}")
 
+    plugin_layers = _trt.plugin_layer_counts(network)
+    if plan.flavour == "tensorrt":
+        # Every vitrt node must have become one of our plugin layers (not a local function, not another importer).
+        expected = onnx_passes.vitrt_op_counts(plan.model)
+        if plugin_layers != expected:
+            raise EngineBuildError(
+                f"TensorRT's parser did not turn every vitrt node into a vitrt plugin layer: the model has {expected}, "
+                f"the network has {plugin_layers or 'no plugin layers'}"
+            )
+
     config = builder.create_builder_config()
     fp32_layers = 0
     if not options.strongly_typed and options.precision != "fp32":
@@ -261,11 +272,15 @@ def build_engine(
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
     if options.hardware_compatibility != "none":
-        config.hardware_compatibility_level = getattr(
-            trt.HardwareCompatibilityLevel, options.hardware_compatibility.upper()
-        )
+        config.hardware_compatibility_level = _trt.hardware_compatibility_level(options.hardware_compatibility)
+    plugins_serialized = False
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if plan.plugin_library is not None:
+            # A version-compatible plan runs on the lean runtime it carries, with its own plugin registry: the
+            # plugin library travels inside the plan and is loaded there (through getCreators).
+            config.plugins_to_serialize = [str(plan.plugin_library.resolve())]
+            plugins_serialized = True
     profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
@@ -329,6 +344,8 @@ def build_engine(
         build_options={**asdict(options), "fp32_layers": fp32_layers, "timing_cache": str(cache_path or "none")},
         hardware_compatibility=options.hardware_compatibility,
         version_compatible=options.version_compatible,
+        plugins_serialized=plugins_serialized,
+        plugin_layers=plugin_layers,
         ngc_release=os.environ.get("VITRT_NGC_RELEASE") or None,
         created=now_iso(),
     )

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.files import atomic_write, sha256_file
 from vitrt.errors import ArtifactError, ManifestMismatchError
+from vitrt.files import atomic_write, sha256_file
 from vitrt.metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ class EngineManifest:
     build_options: dict[str, Any] = field(default_factory=dict)
     hardware_compatibility: str = "none"
     version_compatible: bool = False
+    # The plugin library is serialized into the plan (version-compatible engines): the runtime must allow engine
+    # host code, and the lean runtime inside the plan loads the plugins from there.
+    plugins_serialized: bool = False
+    # Plugin layers of the built network by plugin name: one per vitrt node of a `tensorrt`-flavour build.
+    plugin_layers: dict[str, int] = field(default_factory=dict)
     # NGC container release the engine was built in (e.g. "25.10"): picks the matching Triton image.
     ngc_release: str | None = None
     created: str = ""

@@ -3,7 +3,7 @@
 * Flavours. A vitrt ONNX file carries each attention op as one `vitrt` node with a standard-op function body.
   TensorRT imports it either as our plugin (`tensorrt` flavour: the function bodies are stripped so the parser
   cannot prefer them over the plugin, deploy spec §0.A/§0.E) or as plain layers (`inlined` flavour: every body is
-  inlined, no plugin needed).
+  inlined, no plugin needed). Both passes are `vitrt.onnx_passes` (shared with export).
 * FP32 islands. Reduced-precision ViTs break in LayerNorm, softmax and norm denominators (TensorRT #2564, #2709,
   #4723). `fp32_island_nodes` picks those nodes; the builder pins them to FP32 with layer precision constraints,
   or, for strongly typed networks, `cast_fp32_islands` rewrites the graph itself: FP16/BF16 everywhere except the
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitrt.errors import ArtifactError, EngineBuildError
 from vitrt.metadata import ModelMetadata
+from vitrt.onnx_passes import VITRT_DOMAIN, ensure_node_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VITRT_DOMAIN = "vitrt"
 # Ops whose reduced-precision versions lose ViT accuracy: normalisations, softmaxes and the reductions, powers and
 # reciprocals that make up norm denominators when they appear decomposed.
 ISLAND_OPS = frozenset(
@@ -64,7 +64,12 @@ _ISLAND_FOLLOWERS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Clip",
 _FIXED_FP32_INPUTS = {"Resize": (2,), "Upsample": (1,)}
 # Ops the TensorRT ONNX parser cannot import (deploy spec §0.D): they must come through a plugin.
 TENSORRT_UNSUPPORTED_OPS = frozenset({"DFT", "STFT"})
-ISLAND_MODES = ("all", "norms", "none")
+# "fragile" (default): only the numerically fragile steps stay FP32, so the attention plugins run in FP16/BF16
+# (their kernels keep norm denominators, the focusing power and softmax statistics in FP32 themselves);
+# "all": the attention nodes too (debugging); "none": nothing. "norms" is the old name of "fragile".
+ISLAND_MODES = ("fragile", "all", "none")
+DEFAULT_ISLAND_MODE = "fragile"
+_ISLAND_ALIASES = {"norms": "fragile"}
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 _FP16_MAX = 65504.0
@@ -94,105 +99,14 @@ def model_metadata(model: onnx.ModelProto) -> ModelMetadata | None:
         raise ArtifactError(f"ONNX metadata is malformed ({err})") from None
 
 
-def vitrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Top-level nodes in the vitrt domain (the attention ops)."""
-    return [node for node in model.graph.node if node.domain == VITRT_DOMAIN]
-
-
-def ensure_node_names(model: onnx.ModelProto) -> None:
-    """Give every unnamed or duplicate-named top-level node a unique name, in place.
-
-    TensorRT names layers and reports errors by ONNX node name, and the precision pass keys on it.
-    """
-    seen: set[str] = set()
-    for index, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            base = node.name or f"{node.op_type}_{index}"
-            name, suffix = base, 0
-            while name in seen:
-                suffix += 1
-                name = f"{base}_{suffix}"
-            node.name = name
-        seen.add(node.name)
-
-
-def strip_vitrt_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The `tensorrt` flavour: vitrt nodes without function bodies, so TensorRT resolves them to plugins.
-
-    Each vitrt node keeps (or gets, from its op contract) `plugin_namespace` and `plugin_version`; the presence of
-    `plugin_namespace` makes TensorRT >= 10.15 look the plugin up first (deploy spec §0.A).
-    """
-    from onnx import helper
-
-    from vitrt.ops.spec import load_op_specs
-
-    out = copy.deepcopy(model)
-    specs = load_op_specs()
-    for node in vitrt_nodes(out):
-        attrs = {a.name for a in node.attribute}
-        spec = specs.get(node.op_type)
-        if "plugin_namespace" not in attrs:
-            node.attribute.append(helper.make_attribute("plugin_namespace", spec.plugin_namespace if spec else "vitrt"))
-        if "plugin_version" not in attrs:
-            node.attribute.append(helper.make_attribute("plugin_version", spec.plugin_version if spec else "1"))
-    kept = [f for f in out.functions if f.domain != VITRT_DOMAIN]
-    del out.functions[:]
-    out.functions.extend(kept)
-    return out
-
-
-def inline_functions(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """The `inlined` flavour: every model-local function inlined into standard ops.
-
-    Returns the model and, for each node that came from a vitrt function body, the name of the vitrt call node it
-    came from (its nodes are named `<call node>/<body node>` so TensorRT errors and layer names point at the call).
-    """
-    from onnx import inliner
-
-    out = copy.deepcopy(model)
-    ensure_node_names(out)
-    functions = {(f.domain, f.name): f for f in out.functions}
-    clones: list[onnx.FunctionProto] = []
-    for node in out.graph.node:
-        if node.domain != VITRT_DOMAIN:
-            continue
-        function = functions.get((node.domain, node.op_type))
-        if function is None:
-            raise ArtifactError(
-                f"vitrt node {node.name!r} ({node.op_type}) has no function body to inline; this ONNX file needs "
-                "the vitrt plugin library (it is the tensorrt flavour)"
-            )
-        clone = copy.deepcopy(function)
-        clone.name = f"{function.name}__{len(clones)}"
-        for body_node in clone.node:
-            body_node.name = f"{node.name}/{body_node.name or body_node.op_type}"
-        node.op_type = clone.name
-        clones.append(clone)
-    out.functions.extend(clones)
-    inlined = inliner.inline_local_functions(out)
-    call_names = {n.name for n in out.graph.node if n.domain == VITRT_DOMAIN}
-    # Call names may contain "/" themselves (TorchScript-style scopes): match the longest call-name prefix.
-    by_length = sorted(call_names, key=len, reverse=True)
-    origin = {}
-    for node in inlined.graph.node:
-        call = next((c for c in by_length if node.name.startswith(c + "/")), None)
-        if call is not None:
-            origin[node.name] = call
-    kept_imports = [o for o in inlined.opset_import if o.domain != VITRT_DOMAIN]
-    if not any(n.domain == VITRT_DOMAIN for n in inlined.graph.node):
-        del inlined.opset_import[:]
-        inlined.opset_import.extend(kept_imports)
-    return inlined, origin
-
-
-def fp32_island_nodes(model: onnx.ModelProto, mode: str = "all") -> set[str]:
+def fp32_island_nodes(model: onnx.ModelProto, mode: str = DEFAULT_ISLAND_MODE) -> set[str]:
     """Names of the top-level nodes to keep in FP32 in a reduced-precision build.
 
-    mode "all": normalisations, softmaxes, decomposed norm denominators and the vitrt attention nodes;
-    "norms": the same without the attention nodes (their plugins compute in FP32 internally); "none": nothing.
+    mode "fragile": normalisations, softmaxes and decomposed norm denominators (the vitrt attention nodes run in
+    reduced precision; their kernels compute those steps in FP32); "all": the same plus the vitrt attention nodes;
+    "none": nothing.
     """
-    if mode not in ISLAND_MODES:
-        raise EngineBuildError(f"unknown FP32 island mode {mode!r}; choose from {', '.join(ISLAND_MODES)}")
+    mode = island_mode(mode)
     if mode == "none":
         return set()
     constants = {init.name for init in model.graph.initializer}
@@ -218,8 +132,16 @@ def fp32_island_nodes(model: onnx.ModelProto, mode: str = "all") -> set[str]:
     return islands
 
 
+def island_mode(mode: str) -> str:
+    """The canonical name of an FP32 island mode; unknown names are refused with the choices."""
+    mode = _ISLAND_ALIASES.get(mode, mode)
+    if mode not in ISLAND_MODES:
+        raise EngineBuildError(f"unknown FP32 island mode {mode!r}; choose from {', '.join(ISLAND_MODES)}")
+    return mode
+
+
 def island_nodes_after_inlining(
-    inlined: onnx.ModelProto, origin: dict[str, str], call_islands: set[str], mode: str = "all"
+    inlined: onnx.ModelProto, origin: dict[str, str], call_islands: set[str], mode: str = DEFAULT_ISLAND_MODE
 ) -> set[str]:
     """Islands of an inlined graph: its own fragile nodes plus every node from a vitrt call that is an island."""
     islands = fp32_island_nodes(inlined, mode)

@@ -66,6 +66,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"ONNX file not found: {self.path}")
+        _check_nodes(self.path)
         options = session_options or ort.SessionOptions()
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
@@ -125,8 +126,8 @@ class OnnxRuntimeBackend(InferenceBackend):
 def auto_providers(plugins: str | Path | None = "auto") -> list[Provider]:
     """The fastest providers this ORT build and machine offer: TensorRT EP, CUDA EP, then CPU."""
     from vitrt.engines.availability import cuda_available, onnxruntime_providers
-    from vitrt.engines.files import cache_dir
     from vitrt.engines.plugin_library import resolve_plugins
+    from vitrt.files import cache_dir
 
     available = onnxruntime_providers()
     chosen: list[Provider] = []
@@ -152,13 +153,14 @@ def tensorrt_plugin_model(path: Path) -> bytes:
     """The model with its vitrt nodes moved to ORT's `trt.plugins` domain and their function bodies removed."""
     from onnx import helper
 
+    from vitrt import onnx_passes
     from vitrt.engines import onnx_graph
 
-    model = onnx_graph.strip_vitrt_functions(onnx_graph.load_model(path))
+    model = onnx_passes.strip_functions(onnx_graph.load_model(path))
     for node in model.graph.node:
-        if node.domain == onnx_graph.VITRT_DOMAIN:
+        if node.domain == onnx_passes.VITRT_DOMAIN:
             node.domain = TRT_PLUGIN_DOMAIN
-    imports = [o for o in model.opset_import if o.domain != onnx_graph.VITRT_DOMAIN]
+    imports = [o for o in model.opset_import if o.domain != onnx_passes.VITRT_DOMAIN]
     del model.opset_import[:]
     model.opset_import.extend([*imports, helper.make_opsetid(TRT_PLUGIN_DOMAIN, 1)])
     return bytes(model.SerializeToString())
@@ -170,3 +172,16 @@ def _spec(node: Any) -> TensorSpec:
         raise ArtifactError(f"unsupported ONNX tensor type {node.type} for {node.name}")
     shape = tuple(d if isinstance(d, int) else None for d in node.shape)
     return TensorSpec(name=node.name, dtype=dtype, shape=shape)
+
+
+def _check_nodes(path: Path) -> None:
+    """vitrt nodes against their op contracts, before ONNX Runtime turns a bad attribute into a shape error."""
+    import onnx
+
+    from vitrt.ops.validate import check_vitrt_nodes
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not readable as ONNX: ONNX Runtime's own error below says so
+        return
+    check_vitrt_nodes(model, path)

@@ -21,7 +21,7 @@ import numpy as np
 
 from vitrt.engines.base import InferenceBackend, TensorSpec
 from vitrt.errors import ArtifactError, BackendUnavailableError
-from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+from vitrt.files import CHECKPOINT_SUFFIXES
 from vitrt.metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def resolve_model(
     num_classes: int | None = None,
     trust_checkpoint: bool = False,
     metadata: ModelMetadata | None = None,
+    seed: int | None = None,
 ) -> tuple[nn.Module, ModelMetadata]:
     """Turn a zoo name, a checkpoint file or a module into (eval-mode module, metadata).
 
@@ -71,14 +72,24 @@ def resolve_model(
                 f"cannot tell the architecture of checkpoint {path.name}; pass --arch NAME (arch=) with a zoo name"
             )
         model = create_model(
-            name, checkpoint=path, img_size=img_size, num_classes=num_classes, trust_checkpoint=trust_checkpoint
+            name,
+            checkpoint=path,
+            img_size=img_size,
+            num_classes=num_classes,
+            trust_checkpoint=trust_checkpoint,
+            seed=seed,
         )
     else:
         name = str(source)
         if arch is not None and arch != name:
             raise ArtifactError(f"model {name!r} and arch {arch!r} disagree")
         model = create_model(
-            name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes, trust_checkpoint=trust_checkpoint
+            name,
+            checkpoint=checkpoint,
+            img_size=img_size,
+            num_classes=num_classes,
+            trust_checkpoint=trust_checkpoint,
+            seed=seed,
         )
     return model, metadata or model.vitrt_metadata  # type: ignore[return-value]
 
@@ -101,8 +112,10 @@ class TorchBackend(InferenceBackend):
         trust_checkpoint: bool = False,
         metadata: ModelMetadata | None = None,
         tf32: bool = False,
+        seed: int | None = None,
     ) -> None:
-        """`tf32`: allow TF32 convolutions on CUDA (PyTorch's default; off here so the FP32 reference is FP32)."""
+        """`tf32`: allow TF32 convolutions on CUDA (PyTorch's default; off here so the FP32 reference is FP32).
+        `seed`: torch seed of a zoo model's random initial weights (see `vitrt.models.create_model`)."""
         import torch
 
         if dtype not in DTYPES:
@@ -120,6 +133,7 @@ class TorchBackend(InferenceBackend):
             num_classes=num_classes,
             trust_checkpoint=trust_checkpoint,
             metadata=metadata,
+            seed=seed,
         )
         self.dtype = dtype
         self.kernels = kernels

@@ -83,6 +83,9 @@ class TensorRTBackend(InferenceBackend):
         self._logger.clear_errors()
         with torch.cuda.device(self.device_index):
             self._runtime = trt.Runtime(self._logger)
+            if self.manifest is not None and self.manifest.version_compatible:
+                # Version-compatible plans carry their lean runtime (and, built by vitrt, the plugin library).
+                self._runtime.engine_host_code_allowed = True
             engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if engine is None:
                 reason = self._logger.last_error() or "see the TensorRT log"

@@ -41,11 +41,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitrt.engines.files import atomic_write
+from vitrt import onnx_passes
 from vitrt.errors import ExportError, ValidationError
 from vitrt.export import graph
 from vitrt.export import validate as validation
 from vitrt.export.functions import MAX_OPSET, MIN_OPSET
+from vitrt.files import atomic_write
 from vitrt.metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -293,10 +294,10 @@ def _finish_flavour(
     recorded_flavour = flavour if custom_ops else NO_CUSTOM_OPS
     if flavour == "tensorrt":
         say("deriving the tensorrt flavour (function bodies stripped)")
-        artifact = graph.strip_functions(portable)
+        artifact = onnx_passes.strip_functions(portable)
     elif flavour == "inlined":
         say("deriving the inlined flavour (function bodies inlined)")
-        artifact = graph.inline_functions(portable)
+        artifact = onnx_passes.inline_functions(portable).model
     else:
         artifact = onnx.ModelProto()
         artifact.CopyFrom(portable)
@@ -609,10 +610,10 @@ def _postprocess(model: onnx.ModelProto, *, dynamic: bool, custom_ops: bool, fp1
     _name_batch_axes(model, dynamic)
     if custom_ops:
         graph.complete_vitrt_nodes(model)
-    elif graph.vitrt_nodes(model):
+    elif onnx_passes.vitrt_nodes(model):
         raise ExportError("a --no-custom-ops export produced vitrt nodes; this is a vitrt bug")
     # Clean the traced graph first, so the canonical bodies are attached untouched.
-    cleaned = graph.cleanup(model)
+    cleaned = onnx_passes.fold_constants(model)
     if custom_ops:
         graph.attach_functions(cleaned, fp16_safe=fp16_safe)
     problems = graph.lint(cleaned, "portable")
@@ -646,7 +647,7 @@ def _file_metadata(
     from vitrt.ops.spec import load_op_specs
 
     specs = load_op_specs()
-    used = sorted({n.op_type for n in graph.vitrt_nodes(artifact)} | {f.name for f in artifact.functions})
+    used = sorted({n.op_type for n in onnx_passes.vitrt_nodes(artifact)} | {f.name for f in artifact.functions})
     base = meta if meta is not None else ModelMetadata(model="custom", family="", num_classes=0)
     return replace(
         base,

@@ -29,9 +29,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from vitrt.onnx_passes import VITRT_DOMAIN
 from vitrt.ops.spec import OpSpec, load_op_specs
 
-DOMAIN = "vitrt"
+DOMAIN = VITRT_DOMAIN
 MIN_OPSET = 17
 MAX_OPSET = 23
 FLOAT = TensorProto.FLOAT

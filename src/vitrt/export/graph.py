@@ -6,13 +6,14 @@ from it by graph surgery, never by re-exporting:
 * `tensorrt`: the same graph with `model.functions` removed, so TensorRT's parser can only resolve a vitrt node to
   the plugin named by its op_type / `plugin_namespace` / `plugin_version`, whatever the TensorRT version's
   importer order (local functions win over plugins before TensorRT 10.7);
-* `inlined`: every vitrt node replaced by its body (`onnx.inliner`), then constant-folded, for runtimes without
-  plugins or function support.
+* `inlined`: every vitrt node replaced by its body, then constant-folded, for runtimes without plugins or function
+  support.
+
+Stripping, inlining and constant folding are `vitrt.onnx_passes` (shared with the engine builder).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import cache
 
 import onnx
@@ -20,9 +21,10 @@ import onnx
 from vitrt.errors import ExportError
 from vitrt.export import FLAVOURS
 from vitrt.export.functions import DOMAIN, function_proto
+from vitrt.onnx_passes import set_opset, vitrt_nodes, vitrt_op_counts
 from vitrt.ops.spec import load_op_specs
 
-__all__ = ["FLAVOURS", "attach_functions", "cleanup", "inline_functions", "lint", "strip_functions"]
+__all__ = ["FLAVOURS", "attach_functions", "complete_vitrt_nodes", "lint"]
 
 # TensorRT's ONNX parser picks importers by op_type alone, whatever the domain. Besides the ONNX op names it has
 # these built-in importers (onnx-tensorrt `DEFINE_BUILTIN_OP_IMPORTER`, TensorRT 10.x/11.x); a custom op named
@@ -72,14 +74,6 @@ def builtin_op_names() -> frozenset[str]:
     return frozenset(names | TENSORRT_IMPORTERS)
 
 
-def vitrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [node for node in model.graph.node if node.domain == DOMAIN]
-
-
-def vitrt_op_counts(model: onnx.ModelProto) -> dict[str, int]:
-    return dict(sorted(Counter(node.op_type for node in vitrt_nodes(model)).items()))
-
-
 def model_opset(model: onnx.ModelProto) -> int:
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx"):
@@ -112,7 +106,7 @@ def complete_vitrt_nodes(model: onnx.ModelProto) -> None:
                 node.attribute.append(onnx.helper.make_attribute(name, int(value), attr_type=onnx.AttributeProto.INT))
             else:
                 node.attribute.append(onnx.helper.make_attribute(name, str(value)))
-    _set_opset(model, DOMAIN, 1, only_if_used=True)
+    set_opset(model, DOMAIN, 1, only_if_used=True)
 
 
 def attach_functions(model: onnx.ModelProto, *, fp16_safe: bool = False) -> None:
@@ -123,61 +117,6 @@ def attach_functions(model: onnx.ModelProto, *, fp16_safe: bool = False) -> None
     del model.functions[:]
     model.functions.extend(kept)
     model.functions.extend(function_proto(op_type, opset, fp16_safe=fp16_safe) for op_type in used)
-
-
-def strip_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The `tensorrt` flavour: a copy without vitrt function bodies."""
-    stripped = onnx.ModelProto()
-    stripped.CopyFrom(model)
-    kept = [f for f in stripped.functions if f.domain != DOMAIN]
-    del stripped.functions[:]
-    stripped.functions.extend(kept)
-    return stripped
-
-
-def inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The `inlined` flavour: every vitrt node replaced by its body, then constant-folded."""
-    import onnx.inliner
-
-    inlined = onnx.inliner.inline_local_functions(model)
-    _set_opset(inlined, DOMAIN, 1, only_if_used=True)
-    return cleanup(inlined)
-
-
-def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant folding and simplification that never folds, removes or inlines a vitrt node.
-
-    onnxscript's constant folder (vitrt nodes excluded), dead-node removal and common-subexpression elimination
-    (which merges the exporters' repeated Shape/Gather chains, halving a traced Swin graph). The full onnxscript
-    optimizer and onnxslim are not used: their rewrite rules take 40-90 s on a Swin-T graph here, and ONNX Runtime
-    and TensorRT apply equivalent fusions when they load the file.
-    """
-    from onnxscript import ir, optimizer
-    from onnxscript.ir.passes.common import CommonSubexpressionEliminationPass, RemoveUnusedNodesPass
-
-    before = vitrt_op_counts(model)
-    model_ir = ir.serde.deserialize_model(model)
-    optimizer.fold_constants_ir(
-        model_ir, onnx_shape_inference=False, should_fold=lambda node: False if node.domain == DOMAIN else None
-    )
-    RemoveUnusedNodesPass()(model_ir)
-    CommonSubexpressionEliminationPass()(model_ir)
-    RemoveUnusedNodesPass()(model_ir)
-    optimized = ir.serde.serialize_model(model_ir)
-    after = vitrt_op_counts(optimized)
-    if before != after:
-        raise ExportError(f"graph cleanup changed the vitrt nodes ({before} -> {after}); this is a vitrt bug")
-    _set_opset(optimized, DOMAIN, 1, only_if_used=True)
-    return optimized
-
-
-def _set_opset(model: onnx.ModelProto, domain: str, version: int, *, only_if_used: bool) -> None:
-    used = any(node.domain == domain for node in model.graph.node)
-    entries = [e for e in model.opset_import if e.domain != domain]
-    if used or not only_if_used:
-        entries.append(onnx.helper.make_opsetid(domain, version))
-    del model.opset_import[:]
-    model.opset_import.extend(entries)
 
 
 def lint(model: onnx.ModelProto, flavour: str) -> list[str]:

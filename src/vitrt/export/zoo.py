@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitrt.errors import CheckpointError, ModelConfigError, ModelNotFoundError, VitrtError
+from vitrt.files import CHECKPOINT_SUFFIXES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from vitrt.export.exporter import ExportReport
     from vitrt.metadata import ModelMetadata
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 MAX_IMG_SIZE = 4096
 _SIZE_WORDS = {"tiny": "t", "small": "s", "medium": "m", "large": "l", "base": "b"}
 _RESOLUTIONS = ("224", "256", "288", "384", "448", "512")
@@ -111,10 +111,11 @@ def resolve_model(
             "(fine for benchmarking, useless for predictions)"
         )
     if checkpoint_path is not None:
-        from vitrt.engines.files import sha256_file
+        from vitrt.files import sha256_file
 
         metadata: ModelMetadata = model.vitrt_metadata  # type: ignore[assignment]
         metadata.checkpoint_sha256 = sha256_file(checkpoint_path)
+        metadata.weights, metadata.weights_seed = "checkpoint", None
     return model, notes
 
 

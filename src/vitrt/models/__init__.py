@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 
+RANDOM_WEIGHTS_SEED = 0
+
+
 def demo_weights_path(spec: ModelSpec) -> Path:
     """Path of the trained weights shipped inside the package for a `*_digits` model."""
     if spec.demo_weights is None:
@@ -70,6 +73,7 @@ def create_model(
     *,
     pretrained: bool | None = None,
     trust_checkpoint: bool = False,
+    seed: int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a zoo model in eval mode.
@@ -83,6 +87,7 @@ def create_model(
         pretrained: load the trained weights shipped with the package. Defaults to True for models that have
             them (the `*_digits` demo models) when no checkpoint is given.
         trust_checkpoint: allow full unpickling of the checkpoint (only for files you trust).
+        seed: torch seed of the initial (random) weights; default RANDOM_WEIGHTS_SEED. Recorded in the metadata.
         **kwargs: architecture overrides passed to the builder (e.g. `drop_path_rate`).
     """
     spec = get_spec(name)
@@ -90,13 +95,28 @@ def create_model(
     classes = spec.num_classes if num_classes is None else int(num_classes)
     if size <= 0 or classes <= 0:
         raise ModelConfigError(f"{name}: img_size and num_classes must be positive (got {size}, {classes})")
-    model = spec.builder(img_size=size, num_classes=classes, **{**spec.builder_kwargs, **kwargs})
+    import torch
+
+    from vitrt.files import sha256_file
+
     if pretrained is None:
         pretrained = spec.has_weights and checkpoint is None
+    # The initial weights come from a fixed seed, so that "random weights, seed N" names one set of weights that
+    # `vitrt parity` can rebuild; the caller's global RNG state is left as it was.
+    init_seed = RANDOM_WEIGHTS_SEED if seed is None else int(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = spec.builder(img_size=size, num_classes=classes, **{**spec.builder_kwargs, **kwargs})
+    metadata = model_metadata(spec, size, classes)
+    metadata.weights, metadata.weights_seed = "random", init_seed
     if pretrained:
         load_checkpoint(model, demo_weights_path(spec))
+        metadata.weights, metadata.weights_seed = "bundled", None
+        metadata.checkpoint_sha256 = sha256_file(demo_weights_path(spec))
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, trust=trust_checkpoint)
+        metadata.weights, metadata.weights_seed = "checkpoint", None
+        metadata.checkpoint_sha256 = sha256_file(checkpoint) if isinstance(checkpoint, str | Path) else None
     model.eval()
-    model.vitrt_metadata = model_metadata(spec, size, classes)  # type: ignore[assignment]
+    model.vitrt_metadata = metadata  # type: ignore[assignment]
     return model

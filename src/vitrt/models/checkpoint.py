@@ -8,7 +8,11 @@ full unpickling for files the user trusts.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
+import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,22 +66,91 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{path} is not a readable safetensors file ({_one_line(err)})") from None
     try:
-        if trust:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols its safe loader was not written for; the error below says enough.
+            warnings.simplefilter("ignore", UserWarning)
+            if trust:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        full = " ".join(str(err).split())
-        if "Unsupported global" in full:
-            culprit = full.split("Unsupported global:")[-1].split()[1] if "GLOBAL" in full else ""
-            what = f" ({culprit})" if culprit else ""
+        culprits = disallowed_globals(path)
+        if culprits:
+            more = f" (and {len(culprits) - 1} more)" if len(culprits) > 1 else ""
             raise CheckpointError(
-                f"{path} holds Python objects outside the safe allow-list{what}; "
-                "if you trust this file, pass --trust-checkpoint (trust=True)"
+                f"{path} is a checkpoint holding a disallowed global {culprits[0]}{more}: loading it could run code, "
+                "so it was not loaded; if you trust this file, pass --trust-checkpoint (trust=True)"
             ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_one_line(err)})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_torch_reason(err)})") from None
     except Exception as err:
         raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({_one_line(err)})") from None
+
+
+def disallowed_globals(path: str | Path) -> list[str]:
+    """`module.name` of every global a checkpoint's pickle imports that the safe loader refuses, without running it.
+
+    Reads the pickle opcodes (`pickletools`), never executes them: for a `torch.save` zip the `data.pkl` member,
+    for a legacy or plain pickle file the pickles at the start of the file.
+    """
+    path = Path(path)
+    streams: list[bytes] = []
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            streams = [archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")]
+    else:
+        streams = [path.read_bytes()]
+    found: list[str] = []
+    for data in streams:
+        for name in _pickle_globals(data):
+            if not _allowed_global(name) and name not in found:
+                found.append(name)
+    return found
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """Globals referenced by the pickles at the start of `data` (a legacy torch file holds several in a row)."""
+    stream = io.BytesIO(data)
+    names: list[str] = []
+    for _ in range(8):
+        strings: list[str] = []
+        try:
+            for opcode, arg, _pos in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                    names.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                if opcode.name == "STOP":
+                    break
+            else:
+                break
+        except (ValueError, EOFError, pickle.UnpicklingError):
+            break
+        if stream.tell() >= len(data):
+            break
+    return names
+
+
+def _allowed_global(name: str) -> bool:
+    module = name.rsplit(".", 1)[0]
+    if module == "torch" or module.startswith(("torch.", "torch._")):
+        return True
+    allowed = {f"{cls.__module__}.{cls.__qualname__}" for cls in (OrderedDict,)} | {"yacs.config.CfgNode"}
+    return name in allowed or name in ("builtins.set", "builtins.frozenset", "_codecs.encode", "builtins.bytearray")
+
+
+def _torch_reason(err: BaseException) -> str:
+    """torch's unpickling error without its advice to turn the safety off."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("Weights only load failed", "Check the documentation", "Please file an issue"))
+        and "weights_only" not in line
+    ]
+    text = " ".join(" ".join(useful).replace("WeightsUnpickler error:", "").split())
+    return text[:200] or "unreadable pickle"
 
 
 def extract_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], str]:

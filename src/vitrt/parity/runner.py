@@ -50,6 +50,7 @@ def run_parity(
     allow_mismatch: bool = False,
     providers: Any = "auto",
     report: str | Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> ParityReport:
     """Run the PyTorch model and every requested runtime of `artifact` on the same inputs and compare.
 
@@ -61,6 +62,10 @@ def run_parity(
     precision: selects the default budget (default: the engine's precision, else fp32).
     per_block: also compare every transformer block's output and name the first one that diverges.
     report: write `<report>.md` and `<report>.json`.
+
+    The reference uses the weights the artifact records it was exported with (`weights` in its metadata): the
+    same random seed, the bundled demo weights, or a checkpoint with the recorded sha256. A reference that cannot
+    hold those weights is refused (ArtifactError) rather than compared, since the verdict would be meaningless.
     """
     from vitrt import __version__
     from vitrt.engines.pytorch import TorchBackend
@@ -81,7 +86,16 @@ def run_parity(
     artifact_meta = _artifact_metadata(artifact, manifest)
     if arch is None and artifact_meta is not None and _is_checkpoint(model):
         arch = artifact_meta.model  # a bare checkpoint: the artifact says which architecture it is
-    reference = TorchBackend(model, checkpoint=checkpoint, arch=arch, device=device, dtype="float32")
+    weights_seed = _reference_weights(model, checkpoint, artifact, artifact_meta, notes)
+    reference = TorchBackend(
+        model,
+        checkpoint=checkpoint,
+        arch=arch,
+        device=device,
+        dtype="float32",
+        seed=weights_seed,
+        trust_checkpoint=trust_checkpoint,
+    )
     meta = reference.metadata
     assert meta is not None
     if artifact_meta is not None and artifact_meta.model != meta.model:
@@ -164,8 +178,59 @@ def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
     return others
 
 
+def _reference_weights(
+    model: object, checkpoint: str | Path | None, artifact: Path, meta: Any, notes: list[str]
+) -> int | None:
+    """The seed of random reference weights (or None), after checking that the reference will hold the weights
+    the artifact was exported with."""
+    from vitrt.files import sha256_file
+
+    recorded = getattr(meta, "weights", None)
+    if recorded is None or not isinstance(model, str | Path):
+        if meta is not None and recorded is None:
+            notes.append("the artifact does not record where its weights came from; the reference is trusted as is")
+        return None
+    arch = meta.model
+    source = Path(checkpoint) if checkpoint is not None else Path(model) if _is_checkpoint(model) else None
+    short = (meta.checkpoint_sha256 or "")[:12]
+    if recorded == "checkpoint":
+        if source is None:
+            raise ArtifactError(
+                f"{artifact.name} was exported from a checkpoint (sha256 {short}...), not from {model}'s "
+                f"{'bundled' if _has_bundled_weights(str(model)) else 'random'} weights; pass that checkpoint: "
+                f"--model CHECKPOINT --arch {arch}"
+            )
+        if meta.checkpoint_sha256 and sha256_file(source) != meta.checkpoint_sha256:
+            raise ArtifactError(
+                f"{source.name} is not the checkpoint {artifact.name} was exported from (sha256 {short}...); "
+                "pass the same checkpoint"
+            )
+        return None
+    if recorded == "random":
+        if source is not None:
+            raise ArtifactError(
+                f"{artifact.name} holds random weights (seed {meta.weights_seed}), not {source.name}'s; compare "
+                f"against the same random weights with --model {arch} (no checkpoint), or export from the checkpoint"
+            )
+        notes.append(f"reference rebuilt with the artifact's random weights (seed {meta.weights_seed})")
+        return int(meta.weights_seed) if meta.weights_seed is not None else None
+    bundled = recorded == "bundled" and source is not None and meta.checkpoint_sha256
+    if bundled and source is not None and sha256_file(source) != meta.checkpoint_sha256:
+        raise ArtifactError(f"{artifact.name} holds {arch}'s bundled weights, not {source.name}'s; use --model {arch}")
+    return None
+
+
+def _has_bundled_weights(name: str) -> bool:
+    from vitrt.models import get_spec
+
+    try:
+        return get_spec(name).has_weights
+    except VitrtError:
+        return False
+
+
 def _is_checkpoint(model: object) -> bool:
-    from vitrt.export.zoo import CHECKPOINT_SUFFIXES
+    from vitrt.files import CHECKPOINT_SUFFIXES
 
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
 

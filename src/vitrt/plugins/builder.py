@@ -9,9 +9,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vitrt.errors import PluginError
 from vitrt.plugins.paths import BUILD_INFO, KERNEL_LIBRARY, PLUGIN_LIBRARY, default_build_dir, source_dir
+from vitrt.plugins.paths import tensorrt_header_sets as header_sets
 
 DEFAULT_ARCHITECTURES = ("80", "86", "89", "90")
 # Where toolkits install when nvcc is not on PATH.
@@ -25,6 +27,7 @@ class BuildResult:
     plugin_library: Path | None
     seconds: float
     commands: list[list[str]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # build_info.json
 
 
 def find_nvcc() -> Path:
@@ -80,11 +83,15 @@ def build(
     jobs: int | None = None,
     kernels_only: bool = False,
     warnings_as_errors: bool = True,
+    tensorrt_header_sets: Path | None = None,
 ) -> BuildResult:
     """Build the kernel library and, where TensorRT headers are found, the plugin library.
 
     TensorRT headers come from `tensorrt_include_dir`, `tensorrt_root`/include or $TENSORRT_ROOT; naming either
-    makes the plugin library mandatory. Output goes to `build_dir` (default: `vitrt.plugins.paths`).
+    makes the plugin library mandatory. `tensorrt_header_sets` names a folder of `<version>/include` header sets
+    (`paths.tensorrt_header_sets`): the plugin library is built against the newest and the plugin sources are
+    compile-checked against every other, in the same parallel build. Output goes to `build_dir` (default:
+    `vitrt.plugins.paths`).
     """
     cmake = find_cmake()
     nvcc = find_nvcc()
@@ -92,6 +99,14 @@ def build(
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     log.write_text("")
+    checked: list[Path] = []
+    if tensorrt_header_sets is not None:
+        sets = list(header_sets(tensorrt_header_sets).values())
+        if not sets:
+            raise PluginError(f"no TensorRT header set (<version>/include/NvInfer.h) in {tensorrt_header_sets}")
+        if tensorrt_include_dir is None and tensorrt_root is None:
+            tensorrt_include_dir = sets[-1]
+        checked = [s for s in sets if s != Path(tensorrt_include_dir or Path(tensorrt_root or "") / "include")]
     if tensorrt_root is None and tensorrt_include_dir is None and os.environ.get("TENSORRT_ROOT"):
         tensorrt_root = Path(os.environ["TENSORRT_ROOT"])
     for given, what in ((tensorrt_root, "--tensorrt-root"), (tensorrt_include_dir, "--tensorrt-include-dir")):
@@ -112,6 +127,10 @@ def build(
         configure.append(
             f"-DTENSORRT_INCLUDE_DIR={Path(tensorrt_include_dir).resolve() if tensorrt_include_dir else ''}"
         )
+    # Like the TensorRT paths: kept from the CMake cache by a plain rebuild, replaced when headers are named.
+    if kernels_only or tensorrt_root or tensorrt_include_dir:
+        checks = "" if kernels_only else ";".join(str(d.resolve()) for d in checked)
+        configure.append(f"-DVITRT_TENSORRT_CHECK_INCLUDE_DIRS={checks}")
     if kernels_only:
         configure.append("-DVITRT_BUILD_PLUGINS=OFF")
     elif tensorrt_root or tensorrt_include_dir:
@@ -131,7 +150,10 @@ def build(
     built_plugin = plugin if plugin.is_file() and _plugins_configured(build_dir) else None
     if built_plugin is None:
         plugin.unlink(missing_ok=True)  # left over from a build with TensorRT headers; it is no longer current
-    return BuildResult(build_dir, kernel, built_plugin, time.perf_counter() - start, [configure, compile_])
+    import json
+
+    info = json.loads((build_dir / BUILD_INFO).read_text()) if (build_dir / BUILD_INFO).is_file() else {}
+    return BuildResult(build_dir, kernel, built_plugin, time.perf_counter() - start, [configure, compile_], info)
 
 
 def _plugins_configured(build_dir: Path) -> bool:

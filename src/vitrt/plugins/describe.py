@@ -19,7 +19,7 @@ def _installed_tensorrt() -> str | None:
 
 
 def collect(build_dir: Path | None = None) -> dict[str, Any]:
-    from vitrt.engines.files import sha256_file
+    from vitrt.files import sha256_file
     from vitrt.ops.spec import load_op_specs
     from vitrt.plugins.kernels import load_kernel_library
 

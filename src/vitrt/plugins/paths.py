@@ -1,7 +1,7 @@
 """Where the plugin sources and built libraries live.
 
 Build output: `$VITRT_PLUGIN_DIR` when set, else `build/plugins` of a source checkout, else a per-user cache
-directory (`vitrt.engines.files.cache_dir()/plugins/<version>`) for wheel installs.
+directory (`vitrt.files.cache_dir()/plugins/<version>`) for wheel installs.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 from vitrt import __version__
-from vitrt.engines.files import cache_dir
 from vitrt.errors import PluginError
+from vitrt.files import cache_dir
 
+PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
+TENSORRT_HEADERS_ENV = "VITRT_TENSORRT_HEADERS"
 KERNEL_LIBRARY = "libvitrt_kernels.so"
 PLUGIN_LIBRARY = "libvitrt_plugins.so"
 BUILD_INFO = "build_info.json"
@@ -29,7 +31,7 @@ def source_dir() -> Path:
 
 
 def default_build_dir() -> Path:
-    env = os.environ.get("VITRT_PLUGIN_DIR")
+    env = os.environ.get(PLUGIN_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
     src = source_dir()
@@ -40,6 +42,8 @@ def default_build_dir() -> Path:
 
 def _find(name: str, build_dir: Path | None, what: str) -> Path:
     directory = build_dir or default_build_dir()
+    if directory.is_file() and directory.name == name:  # $VITRT_PLUGIN_DIR may name the library itself
+        return directory.resolve()
     path = directory / name
     if not path.is_file():
         raise PluginError(f"{what} {name} not found in {directory}; build it with `vitrt plugins build`")
@@ -56,3 +60,29 @@ def find_plugin_library(build_dir: Path | None = None) -> Path:
         build_dir,
         "the TensorRT plugin library (built only where TensorRT headers are found)",
     )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
+def tensorrt_header_sets(root: Path | None = None) -> dict[str, Path]:
+    """TensorRT header sets, {version: include folder}, oldest first: every `<root>/<version>/include/NvInfer.h`.
+
+    `root` defaults to $VITRT_TENSORRT_HEADERS, else (in a source checkout) `../shared/third_party/tensorrt` beside
+    the checkout, where the project keeps unmodified TensorRT headers so CI can compile the plugins. Empty when
+    none is there.
+    """
+    if root is None:
+        env = os.environ.get(TENSORRT_HEADERS_ENV)
+        if env:
+            root = Path(env).expanduser()
+        else:
+            src = source_dir()
+            if not (src.name == "plugins" and (src.parent / "pyproject.toml").is_file()):
+                return {}
+            root = src.parent.parent / "shared" / "third_party" / "tensorrt"
+    if not root.is_dir():
+        return {}
+    found = {d.name: (d / "include").resolve() for d in root.iterdir() if (d / "include" / "NvInfer.h").is_file()}
+    return {version: found[version] for version in sorted(found, key=_version_key)}

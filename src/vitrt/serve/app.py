@@ -45,7 +45,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
             model.metrics = app.state.metrics.bind(model)
         await repo.start()
         app.state.repository = repo
-        log.info("server ready", extra={"models": ",".join(repo.names)})
+        log.info("models started", extra={"models": ",".join(repo.names)})
         try:
             yield
         finally:
@@ -60,6 +60,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
         description="KServe v2 / Open Inference Protocol REST with Triton extensions, plus an image endpoint.",
         lifespan=lifespan,
         redoc_url=None,
+        docs_url=None,  # ui.install_docs serves /docs with local assets
     )
     app.state.config = config
     app.state.metrics = ServerMetrics(lambda: getattr(app.state, "repository", None) or [])
@@ -71,6 +72,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
     app.include_router(metrics.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=str(ui.STATIC_DIR)), name="static")
+    ui.install_docs(app)
 
     _install_error_handlers(app)
     # Added innermost first: the request context wraps everything, including CORS and the body limit.
@@ -133,5 +135,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(definition.pop("$defs", {}))
             components[model.__name__] = definition
+        # Request validation errors are answered 400 with the server's error body (see validation_error), never
+        # FastAPI's default 422, so the schema must not promise a 422.
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None and "400" not in responses:
+                    responses["400"] = {
+                        "description": "Invalid request",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                    }
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
         app.openapi_schema = schema
     return app.openapi_schema

@@ -72,6 +72,17 @@ class ServerConfig(BaseModel):
     nonfinite: NonFinitePolicy = "reject"
     request_timeout_s: float = Field(default=60.0, gt=0, description="longest a request may wait in a queue")
     shutdown_timeout_s: float = Field(default=30.0, ge=0, description="grace period to drain in-flight requests")
+    # Longer than the idle expiry of common HTTP clients (httpx 5 s, aiohttp 15 s) and of typical load balancers
+    # (60 s), so that the client closes idle connections. With equal timeouts (uvicorn's default 5 s against
+    # httpx's 5 s) a client can reuse a connection in the instant the server closes it and lose that request
+    # (ReadError): uvloop runs due timers before it reads sockets, so a busy event loop widens that instant.
+    keep_alive_timeout_s: float = Field(
+        default=75.0,
+        gt=0,
+        le=3600,
+        description="how long an idle keep-alive connection stays open; longer than clients' own idle expiry so "
+        "that clients close idle connections, never the server while a client reuses one",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
 

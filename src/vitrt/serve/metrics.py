@@ -12,24 +12,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vitrt.serve.batching import ExecutionRecord, InferenceResult
-from vitrt.serve.stats import FAILURE_REASONS
+from vitrt.serve.stats import FAILURE_REASONS, ModelStats
 
-if TYPE_CHECKING:
-    from vitrt.serve.model import ServedModel
+
+class _Queue(Protocol):
+    @property
+    def queue_depth(self) -> int: ...
+
+
+class ObservedModel(Protocol):
+    """What the metrics read from a served model (`vitrt.serve.model.ServedModel` is one); a protocol, so this
+    module does not depend on the model module, which depends on it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def stats(self) -> ModelStats: ...
+
+    @property
+    def batcher(self) -> _Queue: ...
+
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ServerMetrics:
-    def __init__(self, models: Callable[[], Iterable[ServedModel]]) -> None:
+    def __init__(self, models: Callable[[], Iterable[ObservedModel]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["model", "version"]
         self.request_duration = Histogram(
@@ -70,7 +90,7 @@ class ServerMetrics:
         self._http_children: dict[tuple[str, str, int], Counter] = {}
         self.registry.register(_TritonCollector(models))
 
-    def bind(self, model: ServedModel) -> ModelMetrics:
+    def bind(self, model: ObservedModel) -> ModelMetrics:
         """Label children for one model, created up front so every series exists from the first scrape."""
         key = (model.name, model.version)
         return ModelMetrics(
@@ -107,7 +127,7 @@ class ModelMetrics:
 class _TritonCollector(Collector):
     """`nv_inference_*` families with Triton's names and labels (`model`, `version`)."""
 
-    def __init__(self, models: Callable[[], Iterable[ServedModel]]) -> None:
+    def __init__(self, models: Callable[[], Iterable[ObservedModel]]) -> None:
         self._models = models
 
     def describe(self) -> list[Metric]:

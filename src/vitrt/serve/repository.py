@@ -11,8 +11,8 @@ from typing import Any
 
 from vitrt.engines import ENGINE_SUFFIXES
 from vitrt.engines.base import InferenceBackend
-from vitrt.engines.pytorch import CHECKPOINT_SUFFIXES
 from vitrt.errors import ArtifactError, VitrtError
+from vitrt.files import CHECKPOINT_SUFFIXES
 from vitrt.serve.config import ModelConfig, ServerConfig
 from vitrt.serve.errors import NotFoundError
 from vitrt.serve.model import ServedModel

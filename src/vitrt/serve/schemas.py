@@ -12,6 +12,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
+# KServe v2 tensor datatypes this server converts (vitrt.serve.protocol.DATATYPES maps them to numpy). Requests
+# validate the name themselves (to say which input is wrong); the schema lists them so generated clients know.
+DATATYPE_NAMES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+)
+Datatype = Annotated[str, Field(json_schema_extra={"enum": list(DATATYPE_NAMES)})]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -20,7 +38,7 @@ class _Strict(BaseModel):
 class RequestInput(_Strict):
     name: str
     shape: list[NonNegativeInt]
-    datatype: str
+    datatype: Datatype
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = None
 
@@ -40,7 +58,7 @@ class InferenceRequest(_Strict):
 class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
-    datatype: str
+    datatype: Datatype
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = None
 
@@ -55,7 +73,7 @@ class InferenceResponse(BaseModel):
 
 class TensorMetadata(BaseModel):
     name: str
-    datatype: str
+    datatype: Datatype
     shape: list[int]
 
 
@@ -94,6 +112,9 @@ class Prediction(BaseModel):
 class ImageResult(BaseModel):
     filename: str | None
     top_k: list[Prediction]
+    input_image: str | None = Field(
+        default=None, description="with ?include_input=true: the preprocessed input the model saw, as a PNG data URL"
+    )
 
 
 class ClassifyLatency(BaseModel):

@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 from vitrt.engines import ENGINE_SUFFIXES
 from vitrt.engines.base import TensorSpec
-from vitrt.engines.files import sha256_file
 from vitrt.engines.manifest import EngineManifest, manifest_path
 from vitrt.engines.onnx_graph import model_metadata
 from vitrt.errors import ArtifactError
+from vitrt.files import sha256_file
 from vitrt.metadata import ModelMetadata
 
 _NUMPY_DTYPES = {

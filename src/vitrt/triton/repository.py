@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from vitrt.engines.files import sha256_file
 from vitrt.engines.manifest import manifest_path
 from vitrt.errors import ArtifactError, PluginError, VitrtError
+from vitrt.files import sha256_file
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
 from vitrt.triton.pbtxt import Enum, ProtoMap, to_pbtxt

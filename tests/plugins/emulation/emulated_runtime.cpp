@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 #include <cufft.h>
 
+#include <array>
 #include <complex>
 #include <cstring>
 #include <map>
@@ -80,6 +81,7 @@ struct Plan
 
 std::mutex gMutex;
 std::map<cufftHandle, Plan> gPlans;
+std::vector<std::array<long long, 3>> gMade; // (height, width, batch) of each plan made
 cufftHandle gNext = 1;
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
@@ -163,9 +165,26 @@ cufftResult cufftMakePlanMany64(cufftHandle handle, int rank, long long int* n, 
     plan->width = static_cast<int>(n[1]);
     plan->batch = batch;
     plan->type = type;
-    plan->work_size = 4096;
+    // Like real cuFFT, the work area does not grow with the batch (here it shrinks), so a workspace sized at one
+    // batch need not hold at another unless the library accounts for it.
+    plan->work_size = 4096 + (size_t{1} << 20) / static_cast<size_t>(batch);
     *work_size = plan->work_size;
+    gMade.push_back({plan->height, plan->width, batch});
     return CUFFT_SUCCESS;
+}
+
+// Test hook: the (height, width, batch) of every plan made so far, in order; returns how many there are.
+int vitrt_emulated_cufft_plans(long long* out, int capacity)
+{
+    std::lock_guard<std::mutex> lock(gMutex);
+    int const count = static_cast<int>(gMade.size());
+    for (int i = 0; i < count && i < capacity; ++i)
+    {
+        out[3 * i] = gMade[static_cast<size_t>(i)][0];
+        out[3 * i + 1] = gMade[static_cast<size_t>(i)][1];
+        out[3 * i + 2] = gMade[static_cast<size_t>(i)][2];
+    }
+    return count;
 }
 
 cufftResult cufftSetStream(cufftHandle handle, cudaStream_t)

@@ -100,6 +100,10 @@ int describe()
         std::cout << "}}";
     }
     std::cout << "]";
+    // Every registry that asks (the global one, a version-compatible plan's lean runtime) gets every creator.
+    int32_t again = 0;
+    getCreators(again);
+    std::cout << ", \"creators_on_second_call\": " << again;
 
     // Attribute validation, serialization round trip and build-time queries on VitrtCirculantAttention.
     IPluginCreatorV3One* circulant = find_creator("VitrtCirculantAttention");

@@ -7,6 +7,11 @@
  * __syncwarp()/shuffles park a fiber until all members arrived; a barrier that can never complete (a thread that
  * returned early, divergent barriers) aborts with a message instead of hanging. Dynamic shared memory is filled
  * with NaN before each block, so reading shared memory that was never written poisons the output.
+ *
+ * Runnable fibers are resumed in a pseudo-random order that changes every scheduling round and every block
+ * (seeded from the block index and a launch counter; VITRT_EMULATION_SEED picks another sequence), so a kernel
+ * that reads another thread's result without a barrier sees it missing in some round instead of always finding
+ * it by luck of a fixed thread order.
  */
 #pragma once
 
@@ -28,6 +33,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace vitrt::emulation
@@ -57,6 +63,25 @@ struct Block
 };
 
 inline thread_local Block* tls_block = nullptr;
+inline thread_local uint64_t tls_launches = 0;
+
+// xorshift64*: a small deterministic generator for the fiber order.
+inline uint64_t next_random(uint64_t& state)
+{
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1DULL;
+}
+
+inline uint64_t order_seed()
+{
+    static uint64_t const seed = [] {
+        char const* text = std::getenv("VITRT_EMULATION_SEED");
+        return text != nullptr ? std::strtoull(text, nullptr, 10) : 0x9E3779B97F4A7C15ULL;
+    }();
+    return seed;
+}
 
 inline void* dynamic_shared_memory()
 {
@@ -124,12 +149,24 @@ __attribute__((noinline)) inline void run_block(Block& block, dim3 block_dim)
         fiber.context.uc_link = &block.scheduler;
         makecontext(&fiber.context, fiber_entry, 0);
     }
+    uint64_t state = order_seed() ^ (uint64_t{blockIdx.x} * 0x9E3779B1ULL) ^ (uint64_t{blockIdx.y} << 21)
+        ^ (uint64_t{blockIdx.z} << 42) ^ (++tls_launches * 0xD1B54A32D192ED03ULL);
+    state = state != 0 ? state : 1;
+    std::vector<unsigned> order(threads);
+    for (unsigned i = 0; i < threads; ++i)
+    {
+        order[i] = i;
+    }
     unsigned finished = 0;
     while (finished < threads)
     {
         bool progressed = false;
         finished = 0;
-        for (unsigned i = 0; i < threads; ++i)
+        for (unsigned k = threads; k > 1; --k) // Fisher-Yates: a fresh order every round
+        {
+            std::swap(order[k - 1], order[next_random(state) % k]);
+        }
+        for (unsigned const i : order)
         {
             Fiber& fiber = block.fibers[i];
             if (!fiber.done && !fiber.waiting)

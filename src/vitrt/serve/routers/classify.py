@@ -76,6 +76,9 @@ async def classify(
     config: ConfigDep,
     request_id: RequestIdDep,
     top_k: Annotated[int | None, Query(ge=1, le=1000, description="labels per image (default 5)")] = None,
+    include_input: Annotated[
+        bool, Query(description="also return each preprocessed input as the model sees it (PNG data URL)")
+    ] = False,
 ) -> ClassifyResponse:
     started = time.perf_counter()
     metadata = model.image_metadata
@@ -103,8 +106,9 @@ async def classify(
         ImageResult(
             filename=upload.name,
             top_k=[Prediction(label=labels[i], index=int(i), score=float(row[i])) for i in ranks],
+            input_image=_input_png(sample, metadata) if include_input else None,
         )
-        for upload, row, ranks in zip(uploads, probabilities, order, strict=True)
+        for upload, row, ranks, sample in zip(uploads, probabilities, order, batch, strict=True)
     ]
     latency = ClassifyLatency(
         total_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -169,6 +173,20 @@ def _preprocess(uploads: list[_Upload], metadata: ModelMetadata, max_pixels: int
         except ImageDecodeError as err:
             raise InvalidRequestError(f"image {upload.name!r}: {err}") from None
     return preprocess_images(images, metadata)
+
+
+def _input_png(sample: np.ndarray, metadata: ModelMetadata) -> str:
+    """One preprocessed (C, H, W) input, un-normalised back to pixels, as a PNG data URL."""
+    import io
+
+    from PIL import Image
+
+    mean = np.asarray(metadata.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(metadata.std, dtype=np.float32).reshape(-1, 1, 1)
+    pixels = np.clip((sample * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

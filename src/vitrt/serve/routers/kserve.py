@@ -38,19 +38,40 @@ inference = APIRouter(tags=["kserve v2"], dependencies=[Depends(require_api_key)
 # ---- health (open even when an API key is set) ------------------------------------------------------------------
 
 
-@health.get("/v2/health/live", summary="Server liveness")
+# Health answers carry no body (KServe v2: the status code is the answer; 4xx means "no").
+_Responses = dict[int | str, dict[str, Any]]
+_LIVE: _Responses = {200: {"description": "The server is live (empty body)", "content": {}}}
+_READY: _Responses = {
+    200: {"description": "Ready (empty body)", "content": {}},
+    400: {"description": "Not ready (empty body)", "content": {}},
+}
+_MODEL_READY: _Responses = {**_READY, 404: {"description": "Unknown model or version", "model": ErrorResponse}}
+
+
+@health.get("/v2/health/live", summary="Server liveness", response_class=Response, responses=_LIVE)
 async def server_live() -> Response:
     return Response(status_code=200)
 
 
-@health.get("/v2/health/ready", summary="Server readiness: every model is ready")
+@health.get(
+    "/v2/health/ready",
+    summary="Server readiness: every model is ready",
+    response_class=Response,
+    responses=_READY,
+)
 async def server_ready(request: Request) -> Response:
     repository = getattr(request.app.state, "repository", None)
     return Response(status_code=200 if repository is not None and repository.ready else 400)
 
 
-@health.get("/v2/models/{model_name}/ready", summary="Model readiness")
-@health.get("/v2/models/{model_name}/versions/{model_version}/ready", include_in_schema=False)
+@health.get("/v2/models/{model_name}/ready", summary="Model readiness", response_class=Response, responses=_MODEL_READY)
+@health.get(
+    "/v2/models/{model_name}/versions/{model_version}/ready",
+    summary="Model readiness (one version)",
+    response_class=Response,
+    responses=_MODEL_READY,
+    openapi_extra=_VERSION_PARAM,
+)
 async def model_ready(model: ModelDep) -> Response:
     return Response(status_code=200 if model.ready else 400)
 
@@ -153,6 +174,7 @@ async def infer(request: Request, model: ModelDep) -> Response:
     started = time.perf_counter()
     config: ServerConfig = request.app.state.config
     try:
+        _check_infer_content_type(request.headers.get("content-type"))
         body = _decompress(await request.body(), request.headers.get("content-encoding"), config.max_body_bytes)
         decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
     except ServeError:
@@ -193,6 +215,22 @@ inference.add_api_route(
     summary="Inference (one version)",
     openapi_extra={**_INFER_DOC, **_VERSION_PARAM},
 )
+
+
+# What an infer body may be labelled as. No Content-Type at all is accepted because Triton's own HTTP client
+# (tritonclient.http) sends none, and Triton accepts that; its aiohttp client labels every body octet-stream.
+INFER_CONTENT_TYPES = ("application/json", "application/octet-stream")
+
+
+def _check_infer_content_type(header: str | None) -> None:
+    if header is None or not header.strip():
+        return
+    media_type = header.split(";")[0].strip().lower()
+    if media_type not in INFER_CONTENT_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Type {media_type[:60]!r} for inference; send application/json (JSON tensors) or "
+            "application/octet-stream (binary tensors after an Inference-Header-Content-Length JSON header)"
+        )
 
 
 def _accepted_encoding(header: str) -> str | None:

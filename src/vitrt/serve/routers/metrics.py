@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -10,6 +12,16 @@ from vitrt.serve.dependencies import MetricsDep, require_api_key
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_api_key)])
 
 
-@router.get("/metrics", summary="Prometheus metrics (nv_inference_* and vitrt_*)", response_class=Response)
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (nv_inference_* and vitrt_*)",
+    response_class=Response,
+    responses={**_TEXT, 401: {"description": "Missing or wrong API key"}},
+)
 async def metrics(server_metrics: MetricsDep) -> Response:
     return Response(generate_latest(server_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from importlib.resources import files
+from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,3 +25,29 @@ PAGE_POLICY = (
 async def index() -> HTMLResponse:
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def swagger_assets_dir() -> Path:
+    """Swagger UI's JS and CSS as shipped by the fastapi-offline package (Swagger UI 5, which reads OpenAPI 3.1)."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the fastapi-offline package (Swagger UI assets for /docs) is not installed")
+    return Path(spec.origin).parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """`/docs` with Swagger UI served by this server, so the page works offline and on air-gapped hosts."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_assets_dir())), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )

@@ -13,6 +13,7 @@
   function showError(message) {
     $("error").textContent = message;
     $("error").hidden = !message;
+    if (message) $("result").hidden = true; // never leave a stale or empty result next to an error
   }
 
   async function errorMessage(response) {
@@ -68,6 +69,8 @@
       "Latency: " + l.total_ms.toFixed(2) + " ms on the server (preprocess " + l.preprocess_ms.toFixed(2) +
       " ms, queue " + l.queue_ms.toFixed(2) + " ms, compute " + l.compute_ms.toFixed(2) + " ms)";
     $("preview").src = URL.createObjectURL(file);
+    if (result.input_image) $("model-input").src = result.input_image;
+    $("model-input").hidden = !result.input_image;
     $("result").hidden = false;
   }
 
@@ -88,7 +91,7 @@
     form.append("file", file, file.name);
     try {
       const started = performance.now();
-      const response = await fetch("/v1/models/" + encodeURIComponent(model) + "/classify?top_k=5", {
+      const response = await fetch("/v1/models/" + encodeURIComponent(model) + "/classify?top_k=5&include_input=true", {
         method: "POST",
         headers: headers(),
         body: form,
