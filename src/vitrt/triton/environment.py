@@ -40,7 +40,8 @@ MANIFEST = "vitrt-triton-env.json"
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 # What each runtime needs besides numpy; the distribution names pip installs.
 _RUNTIME_PACKAGES = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "tensorrt": ["tensorrt"]}
-_ALWAYS = ["numpy", "pillow"]  # pillow: the preprocessing model of the ensemble
+# numpy; onnx + pyyaml: loading checks every vitrt node against its op contract; pillow: the ensemble's preprocessing.
+_ALWAYS = ["numpy", "onnx", "pyyaml", "pillow"]
 
 
 @dataclass
@@ -220,10 +221,23 @@ def _top_level_entries(dist: importlib_metadata.Distribution, root: Path) -> set
 
 # ---------------------------------------------------------------------------------------------------- vitrt
 def _copy_vitrt(target: Path) -> None:
+    """vitrt as a wheel installs it: the package plus the op contracts and plugin sources in `_plugins_src`.
+
+    From a source checkout (editable install) the plugin tree sits beside the package, not in it; it is copied in
+    so that `vitrt.ops.spec.plugins_source_dir()` finds it the way it does in a wheel."""
     import vitrt
+    from vitrt.ops.spec import PLUGINS_PACKAGE_DIR, plugins_source_dir
 
     source = Path(vitrt.__file__).parent
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.safetensors"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.safetensors")
+    shutil.copytree(source, target, ignore=skip)
+    bundled = target / PLUGINS_PACKAGE_DIR
+    if not bundled.is_dir():
+        try:
+            plugins = plugins_source_dir()
+        except FileNotFoundError as err:
+            raise VitrtError(f"cannot build the environment: {err}") from None
+        shutil.copytree(plugins, bundled, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build"))
 
 
 def _vitrt_version() -> str:
