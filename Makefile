@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[all,dev]"
 	# The stubs declare a dependency on the real TensorRT wheel, which cannot be installed here.
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	# A real tritonserver (python backend) for tests/triton; --no-deps: its numpy < 2 pin stays out of the venv.
+	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)
 
 venv: $(STAMP)
