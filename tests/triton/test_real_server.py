@@ -1,13 +1,19 @@
 """The `--runtime vitrt` repository served by a real `tritonserver` (from the nvidia-pytriton wheel) on 127.0.0.1.
 
 One server per module: the ca_digits demo model exported by vitrt, the vitrt Python-backend form with the
-preprocessing ensemble, and an environment linked from this interpreter (`vitrt triton-env --source host`).
+preprocessing ensemble, and an environment linked from this interpreter (`vitrt triton-env --source host`). Its
+answers are compared with a `vitrt serve` of the same file. A second server loads the native forms (Triton's
+onnxruntime and tensorrt_plan backends), which this wheel does not ship: they must fail for that reason only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +27,19 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 from vitrt.data.digits import digit_to_pil, load_digits_split  # noqa: E402
 from vitrt.triton import RepositoryOptions, build_repository  # noqa: E402
 from vitrt.triton.environment import build_environment  # noqa: E402
-from vitrt.triton.local_server import LocalTriton, TritonUnavailableError, find_installation  # noqa: E402
+from vitrt.triton.local_server import LocalTriton, TritonUnavailableError, find_installation, free_port  # noqa: E402
 
 MODEL = "ca_digits"
+# Both servers run the same ONNX file in the same ONNX Runtime; batching may change the kernels' summation order.
 FP32_ATOL = 1e-5
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _require_triton() -> None:
+    try:
+        find_installation()
+    except TritonUnavailableError as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +51,7 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def triton(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
-    try:
-        find_installation()
-    except TritonUnavailableError as err:
-        pytest.skip(str(err))
+    _require_triton()
     work = tmp_path_factory.mktemp("triton_server")
     env = build_environment(work / "env", ["onnxruntime"], source="host")
     options = RepositoryOptions(
@@ -52,16 +64,44 @@ def triton(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.stop()
 
 
-def _reference(onnx_path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+@pytest.fixture(scope="module")
+def vitrt_serve(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`vitrt serve` of the same ONNX file on a free 127.0.0.1 port; yields its host:port, stopped by its PID."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vitrt_serve") / "serve.log"
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("VITRT_API_KEY", None)
+    command = [sys.executable, "-m", "vitrt", "serve", str(onnx_path), "--name", MODEL, "--backend", "onnxruntime"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"127.0.0.1:{port}"
+    client = httpclient.InferenceServerClient(url)
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vitrt serve exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                if client.is_server_ready():
+                    break
+            except Exception:  # connection refused until uvicorn listens
+                pass
+            with contextlib.suppress(subprocess.TimeoutExpired):  # until the next poll; returns if it exits
+                process.wait(timeout=0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
-
-def test_http_and_grpc_match_vitrt_runtime(triton: LocalTriton, onnx_path: Path) -> None:
+def test_http_and_grpc_match_vitrt_serve(triton: LocalTriton, vitrt_serve: str) -> None:
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    expected = _reference(onnx_path, x)
+    reference = httpclient.InferenceServerClient(vitrt_serve)
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    expected = reference.infer(MODEL, [tensor]).as_numpy("logits")
+    assert expected.shape == (3, 10)
     http = httpclient.InferenceServerClient(triton.http_url)
     for binary in (True, False):
         tensor = httpclient.InferInput("input", list(x.shape), "FP32")
@@ -120,3 +160,23 @@ def test_metadata_readiness_and_bad_request(triton: LocalTriton) -> None:
     with pytest.raises(httpclient.InferenceServerException, match="shape"):
         http.infer(MODEL, [tensor])
     assert not triton.errors()
+
+
+def test_native_forms_fail_only_for_the_missing_backends(
+    onnx_path: Path, write_engine: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Triton's own onnxruntime and tensorrt_plan forms: the real server parses and accepts their configs and
+    stops only at the backend libraries this wheel does not ship."""
+    _require_triton()
+    repo = tmp_path / "repo"
+    build_repository([onnx_path], repo, RepositoryOptions(name="digits_onnx", max_batch_size=8))
+    build_repository([write_engine("digits", ngc_release="25.01")], repo, RepositoryOptions(name="digits_plan"))
+    with LocalTriton(repo, log_file=tmp_path / "tritonserver.log", strict=False) as server:
+        index = {m["name"]: m for m in httpclient.InferenceServerClient(server.http_url).get_model_repository_index()}
+        assert set(index) == {"digits_onnx", "digits_plan"}
+        for name, backend in (("digits_onnx", "onnxruntime"), ("digits_plan", "tensorrt")):
+            assert index[name]["state"] == "UNAVAILABLE"
+            assert f"unable to find backend library for backend '{backend}'" in index[name]["reason"], index[name]
+        expected = ("unable to find backend library", "failed to load all models")
+        other = [line for line in server.errors() if not any(text in line for text in expected)]
+        assert not other, other
