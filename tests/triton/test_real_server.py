@@ -9,6 +9,7 @@ onnxruntime and tensorrt_plan backends), which this wheel does not ship: they mu
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -165,16 +166,21 @@ def test_metadata_readiness_and_bad_request(triton: LocalTriton) -> None:
 def test_native_forms_fail_only_for_the_missing_backends(
     onnx_path: Path, write_engine: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """Triton's own onnxruntime and tensorrt_plan forms: the real server parses and accepts their configs and
-    stops only at the backend libraries this wheel does not ship."""
+    """Triton's own onnxruntime, tensorrt_plan and openvino forms: the real server parses and accepts their configs
+    and stops only at the backend libraries this wheel does not ship."""
     _require_triton()
     repo = tmp_path / "repo"
     build_repository([onnx_path], repo, RepositoryOptions(name="digits_onnx", max_batch_size=8))
     build_repository([write_engine("digits", ngc_release="25.01")], repo, RepositoryOptions(name="digits_plan"))
+    forms = {"digits_onnx": "onnxruntime", "digits_plan": "tensorrt"}
+    if importlib.util.find_spec("openvino") is not None:  # the IR is written with the openvino extra
+        options = RepositoryOptions(name="digits_openvino", onnx_backend="openvino", backend_options={"threads": 1})
+        build_repository([onnx_path], repo, options)
+        forms["digits_openvino"] = "openvino"
     with LocalTriton(repo, log_file=tmp_path / "tritonserver.log", strict=False) as server:
         index = {m["name"]: m for m in httpclient.InferenceServerClient(server.http_url).get_model_repository_index()}
-        assert set(index) == {"digits_onnx", "digits_plan"}
-        for name, backend in (("digits_onnx", "onnxruntime"), ("digits_plan", "tensorrt")):
+        assert set(index) == set(forms)
+        for name, backend in forms.items():
             assert index[name]["state"] == "UNAVAILABLE"
             assert f"unable to find backend library for backend '{backend}'" in index[name]["reason"], index[name]
         expected = ("unable to find backend library", "failed to load all models")

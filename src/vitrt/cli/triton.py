@@ -22,6 +22,11 @@ class Runtime(StrEnum):
     vitrt = "vitrt"
 
 
+class OnnxBackend(StrEnum):
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class VitrtBackend(StrEnum):
     onnxruntime = "onnxruntime"
     openvino = "openvino"
@@ -69,6 +74,13 @@ def triton_repo_command(
             "running vitrt's runtimes (OpenVINO, vitrt's TensorRT plugins, ...)."
         ),
     ] = Runtime.triton,
+    onnx_backend: Annotated[
+        OnnxBackend,
+        typer.Option(
+            help="With --runtime triton: Triton's backend for ONNX files: onnxruntime (model.onnx) or openvino "
+            "(the OpenVINO IR model.xml/.bin of the inlined file, written here; CPU)."
+        ),
+    ] = OnnxBackend.onnxruntime,
     vitrt_backend: Annotated[
         VitrtBackend | None,
         typer.Option(
@@ -81,7 +93,10 @@ def triton_repo_command(
     ] = None,
     backend_option: Annotated[
         list[str] | None,
-        typer.Option(help="With --runtime vitrt: KEY=VALUE for the vitrt backend loader (repeatable)."),
+        typer.Option(
+            help="KEY=VALUE (repeatable): with --runtime vitrt, for the vitrt backend loader; with --onnx-backend "
+            "openvino: precision (fp32|bf16), threads, streams, performance_hint (latency|throughput)."
+        ),
     ] = None,
     kserve: Annotated[
         Path | None, typer.Option(help="Also write KServe InferenceService manifests into this directory.")
@@ -147,6 +162,7 @@ def triton_repo_command(
         vitrt_backend=vitrt_backend.value if vitrt_backend else None,
         python_env=python_env,
         backend_options=_parse_backend_options(backend_option or []),
+        onnx_backend=onnx_backend.value,
     )
     report = build_repository(artifacts, out, options)
     if kserve is not None and kserve_options is not None:

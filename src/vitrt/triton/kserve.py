@@ -172,7 +172,9 @@ def write_manifests(report: Any, directory: str | Path, options: KServeOptions, 
         )
     }
     for model in classifiers:
-        artifact = next((f for f in model.files if f.rsplit("/", 1)[-1] in ("model.onnx", "model.plan")), None)
+        artifact = next(
+            (f for f in model.files if f.rsplit("/", 1)[-1] in ("model.onnx", "model.plan", "model.xml")), None
+        )
         if artifact is None or "/" not in artifact:
             continue
         version, filename = artifact.split("/", 1)

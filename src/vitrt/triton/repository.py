@@ -5,6 +5,7 @@ Layout (`out` is the directory given to `tritonserver --model-repository`):
     out/<model>/config.pbtxt            one per model; labels.txt beside it when the metadata has labels
     out/<model>/1/model.onnx            ONNX Runtime backend (a directory when the ONNX has external data)
     out/<model>/1/model.plan            TensorRT backend (model_sm<cc>.plan + cc_model_filenames for several GPUs)
+    out/<model>/1/model.xml + model.bin OpenVINO backend (--onnx-backend openvino): the IR of the inlined ONNX file
     out/<model>/1/model.py + artifact   Python backend running vitrt's own runtimes (--runtime vitrt)
     out/<model>_preprocess/1/model.py   Python backend: encoded image -> pixels      (--with-preprocessing)
     out/<model>_image/                  ensemble: preprocess -> classifier           (--with-preprocessing)
@@ -59,6 +60,15 @@ _IMAGE_INPUT = "IMAGE"
 _PIXELS_OUTPUT = "PIXELS"
 # vitrt runtimes a --runtime vitrt model can use, and the artifact kinds each runs.
 VITRT_BACKENDS = {"onnxruntime": ("onnx",), "openvino": ("onnx",), "tensorrt": ("plan",)}
+# Triton's own backends for ONNX artifacts (--runtime triton).
+ONNX_BACKENDS = ("onnxruntime", "openvino")
+# --backend-option keys of the OpenVINO form (the names of vitrt's OpenVINO backend) -> Triton OpenVINO parameters.
+_OPENVINO_PARAMETERS = {
+    "precision": "HINT_BF16",
+    "threads": "INFERENCE_NUM_THREADS",
+    "streams": "NUM_STREAMS",
+    "performance_hint": "PERFORMANCE_HINT",
+}
 
 
 @dataclass
@@ -83,6 +93,10 @@ class RepositoryOptions:
     vitrt_backend: str | None = None
     python_env: Path | None = None  # a `vitrt triton-env` directory the model puts on sys.path
     backend_options: dict[str, Any] = field(default_factory=dict)
+    # With runtime "triton": the Triton backend of ONNX artifacts. "openvino" writes the OpenVINO IR of the
+    # (inlined) ONNX file for Triton's OpenVINO backend (CPU; `backend_options`: precision, threads, streams,
+    # performance_hint).
+    onnx_backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
 
 
 @dataclass
@@ -195,6 +209,14 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "the vitrt models run in Triton's Python backend with the environment vitrt triton-env builds "
             f"(numpy < 2, the runtime, vitrt); it is read from {where}"
         )
+    if any(report.backend == "openvino" for report in reports):
+        import openvino
+
+        notes.append(
+            f"the OpenVINO IR was written by OpenVINO {openvino.__version__.split('-')[0]}; Triton's OpenVINO "
+            "backend (CPU, x86-64 images) reads it only with the same or a newer OpenVINO, so pick a release that "
+            "ships one (--triton-release)"
+        )
     pinned = sorted(
         {a.compute_capability for a in plans if a.compute_capability and a.hardware_compatibility == "none"}
     )
@@ -242,8 +264,22 @@ def _check_options(options: RepositoryOptions) -> None:
         releases.check_release(options.triton_release)
     if options.runtime not in ("triton", "vitrt"):
         raise VitrtError(f"--runtime must be triton or vitrt, got {options.runtime!r}")
-    if options.runtime != "vitrt" and (options.vitrt_backend or options.backend_options):
-        raise VitrtError("--vitrt-backend and --backend-option apply only with --runtime vitrt")
+    if options.onnx_backend not in ONNX_BACKENDS:
+        raise VitrtError(f"--onnx-backend must be onnxruntime or openvino, got {options.onnx_backend!r}")
+    if options.onnx_backend == "openvino":
+        if options.runtime != "triton":
+            raise VitrtError(
+                "--onnx-backend openvino is Triton's own OpenVINO backend (--runtime triton); for vitrt's OpenVINO "
+                "runtime inside Triton use --runtime vitrt --vitrt-backend openvino"
+            )
+        if options.device == "gpu" or options.gpus:
+            raise VitrtError("Triton's OpenVINO backend runs on CPUs only; drop --device gpu / --gpus")
+        openvino_parameters(options.backend_options)
+    elif options.runtime != "vitrt" and (options.vitrt_backend or options.backend_options):
+        raise VitrtError(
+            "--vitrt-backend applies only with --runtime vitrt, --backend-option with --runtime vitrt or "
+            "--onnx-backend openvino"
+        )
     if options.python_env is not None and options.runtime != "vitrt" and not options.with_preprocessing:
         raise VitrtError("--python-env applies to Python-backend models: --runtime vitrt or --with-preprocessing")
     if options.vitrt_backend is not None and options.vitrt_backend not in VITRT_BACKENDS:
@@ -297,7 +333,11 @@ def _group_by_model(artifacts: list[Artifact], options: RepositoryOptions) -> di
 def _choose_image(groups: dict[str, list[Artifact]], options: RepositoryOptions) -> releases.TritonImage:
     plans = [a for group in groups.values() for a in group if a.kind == "plan"]
     if not plans:
-        return releases.image_for_onnx(options.triton_release)
+        image = releases.image_for_onnx(options.triton_release)
+        if options.runtime == "triton" and options.onnx_backend == "openvino":
+            reason = f"Triton {image.release}: its -py3 image (x86-64) carries the OpenVINO backend"
+            return replace(image, reason=reason)
+        return image
     versions = {a.tensorrt_version for a in plans}
     if len(versions) > 1:
         raise VitrtError(
@@ -464,6 +504,8 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     backend_label = "tensorrt" if first.kind == "plan" else "onnxruntime"
     if options.runtime == "vitrt":
         kind, backend_label = _write_vitrt_model(config, version_dir, group, options, files)
+    elif first.kind == "onnx" and options.onnx_backend == "openvino":
+        kind, backend_label = _write_openvino_model(config, version_dir, group, options, files), "openvino"
     elif first.kind == "plan":
         config["platform"] = "tensorrt_plan"
         kind = "KIND_GPU"
@@ -555,6 +597,62 @@ def _write_vitrt_model(
     config["backend"] = "python"
     config["parameters"] = ProtoMap({"vitrt": {"string_value": json.dumps(settings, sort_keys=True)}})
     return ("KIND_GPU" if gpu else "KIND_CPU"), f"python/{backend}"
+
+
+def openvino_parameters(backend_options: dict[str, Any]) -> dict[str, str]:
+    """Triton OpenVINO backend parameters from vitrt's OpenVINO option names; VitrtError for what it cannot do."""
+    unknown = sorted(set(backend_options) - set(_OPENVINO_PARAMETERS))
+    if unknown:
+        raise VitrtError(
+            f"unknown --backend-option {unknown[0]!r} for Triton's OpenVINO backend; choose from "
+            f"{', '.join(_OPENVINO_PARAMETERS)}"
+        )
+    parameters: dict[str, str] = {}
+    precision = str(backend_options.get("precision", "fp32")).lower()
+    if precision in ("bf16", "bfloat16"):
+        parameters["HINT_BF16"] = "YES"
+    elif precision not in ("fp32", "f32", "float32"):
+        raise VitrtError(
+            f"Triton's OpenVINO backend runs precision fp32 or bf16 (HINT_BF16), not {precision!r}; for fp16 use "
+            "--runtime vitrt --vitrt-backend openvino"
+        )
+    if "threads" in backend_options:
+        threads = backend_options["threads"]
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise VitrtError(f"--backend-option threads must be a positive integer, got {threads!r}")
+        parameters["INFERENCE_NUM_THREADS"] = str(threads)
+    if "streams" in backend_options:
+        streams = backend_options["streams"]
+        valid = (isinstance(streams, int) and not isinstance(streams, bool) and streams >= 1) or str(
+            streams
+        ).lower() in ("auto", "numa")
+        if not valid:
+            raise VitrtError(f"--backend-option streams must be a positive integer, auto or numa, got {streams!r}")
+        parameters["NUM_STREAMS"] = str(streams).upper()
+    if "performance_hint" in backend_options:
+        hint = str(backend_options["performance_hint"]).lower()
+        if hint not in ("latency", "throughput"):
+            raise VitrtError(f"--backend-option performance_hint must be latency or throughput, got {hint!r}")
+        parameters["PERFORMANCE_HINT"] = hint.upper()
+    return parameters
+
+
+def _write_openvino_model(
+    config: dict[str, Any], version_dir: Path, group: list[Artifact], options: RepositoryOptions, files: list[str]
+) -> str:
+    """Triton's OpenVINO backend: model.xml + model.bin (the IR `vitrt.engines.openvino.save_ir` writes from the
+    ONNX file, vitrt nodes inlined), settings as the backend's parameters. Returns the instance kind (CPU)."""
+    from vitrt.engines.openvino import save_ir
+
+    if len(group) > 1:
+        raise VitrtError("--onnx-backend openvino takes one ONNX file per model")
+    for path in save_ir(group[0].model_file, version_dir / "model.xml"):
+        files.append(f"{options.version}/{path.name}")
+    config["backend"] = "openvino"
+    parameters = openvino_parameters(options.backend_options)
+    if parameters:
+        config["parameters"] = ProtoMap({key: {"string_value": value} for key, value in parameters.items()})
+    return "KIND_CPU"
 
 
 def _write_env_pointer(version_dir: Path, options: RepositoryOptions, files: list[str]) -> None:
