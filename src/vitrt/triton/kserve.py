@@ -24,6 +24,8 @@ API_VERSION = "serving.kserve.io/v1beta1"
 VITRT_PORT = 8080
 # Where docker/Dockerfile.triton installs the `vitrt triton-env` environment.
 TRITON_IMAGE_ENV = "/opt/vitrt/triton-env"
+# The file `vitrt serve` loads from a model's version folder (the ONNX file, the plan, or the OpenVINO IR).
+_MODEL_FILES = ("model.onnx", "model.plan", "model.xml")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
