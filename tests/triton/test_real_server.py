@@ -51,12 +51,17 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def triton(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
+def python_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`vitrt triton-env --source host`: this interpreter's numpy, ONNX Runtime and vitrt, linked."""
     _require_triton()
+    return build_environment(tmp_path_factory.mktemp("triton_env") / "env", ["onnxruntime"], source="host").path
+
+
+@pytest.fixture(scope="module")
+def triton(onnx_path: Path, python_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
     work = tmp_path_factory.mktemp("triton_server")
-    env = build_environment(work / "env", ["onnxruntime"], source="host")
     options = RepositoryOptions(
-        runtime="vitrt", python_env=env.path, with_preprocessing=True, max_batch_size=8, max_queue_delay_us=20_000
+        runtime="vitrt", python_env=python_env, with_preprocessing=True, max_batch_size=8, max_queue_delay_us=20_000
     )
     build_repository([onnx_path], work / "repo", options)
     server = LocalTriton(work / "repo", log_file=work / "tritonserver.log")
@@ -164,7 +169,7 @@ def test_metadata_readiness_and_bad_request(triton: LocalTriton) -> None:
 
 
 def test_native_forms_fail_only_for_the_missing_backends(
-    onnx_path: Path, write_engine: Callable[..., Path], tmp_path: Path
+    onnx_path: Path, python_env: Path, write_engine: Callable[..., Path], tmp_path: Path
 ) -> None:
     """Triton's own onnxruntime, tensorrt_plan and openvino forms: the real server parses and accepts their configs
     and stops only at the backend libraries this wheel does not ship."""
@@ -177,9 +182,18 @@ def test_native_forms_fail_only_for_the_missing_backends(
         options = RepositoryOptions(name="digits_openvino", onnx_backend="openvino", backend_options={"threads": 1})
         build_repository([onnx_path], repo, options)
         forms["digits_openvino"] = "openvino"
-    with LocalTriton(repo, log_file=tmp_path / "tritonserver.log", strict=False) as server:
-        index = {m["name"]: m for m in httpclient.InferenceServerClient(server.http_url).get_model_repository_index()}
-        assert set(index) == set(forms)
+    # And a vitrt-runtime model without python_env.txt: it finds the environment through $VITRT_TRITON_ENV of the
+    # server process (how docker/Dockerfile.triton and the KServe manifest hand it over).
+    build_repository([onnx_path], repo, RepositoryOptions(name="digits_vitrt", runtime="vitrt"))
+    environment = {"VITRT_TRITON_ENV": str(python_env)}
+    with LocalTriton(repo, log_file=tmp_path / "tritonserver.log", strict=False, environment=environment) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert set(index) == {*forms, "digits_vitrt"}
+        assert index["digits_vitrt"]["state"] == "READY", index["digits_vitrt"]
+        tensor = httpclient.InferInput("input", [2, 3, 32, 32], "FP32")
+        tensor.set_data_from_numpy(np.zeros((2, 3, 32, 32), dtype=np.float32))
+        assert client.infer("digits_vitrt", [tensor]).as_numpy("logits").shape == (2, 10)
         for name, backend in forms.items():
             assert index[name]["state"] == "UNAVAILABLE"
             assert f"unable to find backend library for backend '{backend}'" in index[name]["reason"], index[name]
