@@ -190,13 +190,14 @@ def markdown(report: dict) -> str:
         "",
         *[f"* c={c}: vitrt serve {_cpu(report, 'vitrt', c)}; Triton {_cpu(report, 'triton', c)}." for c in CONCURRENCY],
         "",
-        "Where vitrt serve uses clearly less than the cores the machine can give it while its latency grows, it is "
-        "waiting, not computing: with the machine oversubscribed (load average above the CPU count), each wake-up of "
-        "one of its threads waits for a time slice, and a thread that is descheduled while holding the GIL stalls "
-        "the others; Triton's C++ front end has no such lock. Its higher CPU per request is the Python HTTP and "
-        "protocol work per request. On an idle machine `benchmarks/results/serve_load.md` measured vitrt serve at "
-        "about 1400 req/s at concurrency 16 for this model; rerun this benchmark on a quiet machine before reading "
-        "the ratios as the servers' own.",
+        "Throughput is the cores a server gets divided by the CPU it spends per request. On a machine shared with "
+        "other jobs (load average above the CPU count) each server gets well under one core, and vitrt serve spends "
+        "1.4-2x Triton's CPU per request: its HTTP parsing, KServe v2 protocol handling and response encoding run in "
+        "Python (uvicorn + FastAPI), Triton's in C++. It also wins fewer cores: a request wakes more of its threads, "
+        "each wake-up waits for a time slice, and a thread descheduled while holding the GIL stalls the others. The "
+        "gap is the Python front end, not the model or the batching (both batch: see the notes). On a quiet machine "
+        "`benchmarks/results/serve_load.md` measured vitrt serve at about 1400 req/s at concurrency 16 for this "
+        "model; rerun this benchmark there before reading these ratios as the servers' own.",
         "",
     ]
     if report.get("notes"):
