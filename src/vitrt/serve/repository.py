@@ -136,14 +136,15 @@ def load_shadow(
 
     shadow = config.shadow
     assert shadow is not None
+    shadow = shadow.model_copy(update={"reference": _located(shadow.reference)})
     reference_config = ModelConfig(
-        name=config.name,
+        name=f"{config.name}.shadow",
         artifact=shadow.reference,
         backend=shadow.backend,
         backend_options=shadow.backend_options,
         warmup=False,
     )
-    reference = load_backend(reference_config, workdir / "shadow", loader)
+    reference = load_backend(reference_config, workdir, loader)
     try:
         check_compatible(config.name, primary, reference)
         metadata = primary.metadata
@@ -157,7 +158,7 @@ def load_shadow(
             config.name,
             shadow,
             reference,
-            primary={"artifact": config.artifact, "backend": config.backend, "runtime": primary.name},
+            primary={"artifact": _located(config.artifact), "backend": config.backend, "runtime": primary.name},
             input_statistics=statistics,
         )
     except BaseException:
@@ -174,6 +175,12 @@ def load_shadow(
         },
     )
     return monitor
+
+
+def _located(artifact: str) -> str:
+    """An artifact file as an absolute path (the keep index must work from any folder); zoo names as they are."""
+    path = Path(artifact).expanduser()
+    return str(path.resolve()) if path.exists() else artifact
 
 
 def _load_zoo_model(

@@ -40,11 +40,11 @@ import numpy as np
 from vitrt.engines.base import InferenceBackend
 from vitrt.parity.budgets import Budget, default_budget
 from vitrt.parity.metrics import OutputComparison, check_budget, compare
+from vitrt.parity.replay import INDEX_FORMAT, INDEX_NAME
 from vitrt.serve.config import ConfigError, ShadowConfig
 
 log = logging.getLogger("vitrt.serve.shadow")
 
-INDEX_NAME = "shadow.json"
 # Upper bounds of the max-abs error histogram (`vitrt_shadow_max_abs_error`).
 ERROR_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 _WORST = 8  # worst recent examples listed by the parity endpoint
@@ -230,14 +230,14 @@ class ShadowMonitor:
         size = int(next(iter(sample.feeds.values())).shape[0])
         sums, counts = _input_sums(sample.feeds)
         record = _Record(sample.request_id, size, comparisons, sums, counts, sample.sampled_at)
+        if not record.passed and self.keep_dir is not None:
+            self._keep(sample, reference, record)  # before the count moves, so a long-poll sees the file
         with self._cond:
             self._add(record)
             newly_breached = self._evaluate()
             self._cond.notify_all()
         if newly_breached:
             self._on_breach()
-        if not record.passed and self.keep_dir is not None:
-            self._keep(sample, reference, record)
 
     def _add(self, record: _Record) -> None:
         c = self.counters
@@ -482,7 +482,7 @@ class ShadowMonitor:
 
     def _index(self) -> dict[str, Any]:
         return {
-            "format": "vitrt-shadow-keep/1",
+            "format": INDEX_FORMAT,
             "model": self.model,
             "primary": self.primary,
             "reference": {
