@@ -59,7 +59,7 @@ def parity_command(
     """Check that an exported artifact matches its PyTorch model (exit 3 when over budget)."""
 
     from vitrt.cli.logs import configure_logging
-    from vitrt.errors import ValidationError
+    from vitrt.errors import ValidationError, VitrtError
     from vitrt.parity import run_parity
 
     configure_logging()
@@ -74,11 +74,11 @@ def parity_command(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if replay is not None:
         if artifact is not None:
-            raise ValidationError("give either --replay DIR or --artifact, not both")
+            raise VitrtError("give either --replay DIR or --artifact, not both")
         _replay(replay, model, overrides, report, device, plugins)
         return
     if model is None or artifact is None:
-        raise ValidationError("give --model and --artifact (or --replay DIR with a shadow keep folder)")
+        raise VitrtError("give --model and --artifact (or --replay DIR with a shadow keep folder)")
     result = run_parity(
         model,
         artifact,
