@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from serve_support import SRC, build_arith, free_port, metric, scrape, start_server
+from serve_support import HAVE_EXPORTER, SRC, build_arith, free_port, metric, scrape, start_server
 
 from vitrt.cli import main
 
@@ -240,7 +240,9 @@ def test_unready_policy_flips_readiness_keeps_inputs_and_resets(client, shadow_m
     # Detected within the first window: the very first compared request is over budget.
     assert summary["breached"] and not summary["ready"] and not summary["model_ready"]
     assert any("max abs 0.05" in f for f in summary["breach_failures"])
-    assert summary["worst"][0]["request_id"] == "bad-0" and summary["worst"][0]["max_abs"] == pytest.approx(0.05, abs=1e-5)
+    assert summary["worst"][0]["request_id"] == "bad-0" and summary["worst"][0]["max_abs"] == pytest.approx(
+        0.05, abs=1e-5
+    )
     assert client.get("/v2/models/unready/ready").status_code == 400
     assert client.get("/v2/health/ready").status_code == 400
     assert client.get("/v2/models/same/ready").status_code == 200
@@ -413,3 +415,67 @@ def test_replay_refuses_a_folder_without_an_index(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["parity", "--model", "agent_digits"])
     assert exit_info.value.code == 2 and "give --model and --artifact" in capsys.readouterr().err
+
+
+# ---- the bundled demo model: a drifting block found from the alert ----------------------------------------------
+
+
+@pytest.mark.skipif(not HAVE_EXPORTER, reason="needs the ONNX exporter (vitrt.export)")
+def test_demo_model_breach_is_replayed_to_the_drifting_block(tmp_path_factory):
+    """agent_digits exported by vitrt with one block's MLP bias perturbed, served and shadowed by the PyTorch model
+    itself; the alert's kept inputs replayed with `vitrt parity --replay` name that block as the first divergent."""
+    import onnx
+
+    from vitrt.data.digits import digits_batch
+    from vitrt.engines.onnx_graph import model_metadata
+    from vitrt.export import export_zoo_model
+
+    folder = tmp_path_factory.mktemp("shadow-demo")
+    exported = export_zoo_model("agent_digits", folder / "agent_digits.onnx").path
+    broken = _perturbed(exported, folder / "agent_broken.onnx", "layers.1.blocks.0.mlp.fc1.bias", 0.5)
+    keep = folder / "keep"
+    server = start_server(
+        [
+            str(broken),
+            "--name",
+            "agent",
+            "--backend-option",
+            "intra_op_threads=1",
+            "--shadow",
+            "agent_digits",
+            "--shadow-backend",
+            "torch",
+            "--shadow-rate",
+            "1",
+            "--shadow-policy",
+            "unready",
+            "--shadow-keep",
+            str(keep),
+        ],
+        folder / "server.log",
+        timeout=180.0,
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=60.0) as client:
+            images, _ = digits_batch(model_metadata(onnx.load(str(broken))), "test", limit=4)
+            _infer(client, "agent", images, request_id="camera-3")
+            summary = _parity(client, "agent", wait_for=1)
+            assert summary["breached"] and summary["reference"]["backend"] == "torch"
+            assert client.get("/v2/models/agent/ready").status_code == 400
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]
+
+    replay = subprocess.run(
+        [sys.executable, "-m", "vitrt", "parity", "--replay", str(keep), "--report", str(folder / "replay.json")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200"},
+        timeout=600,
+    )
+    assert replay.returncode == 3, replay.stderr[-3000:]
+    last = replay.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: replay over budget: camera-3: max abs")
+    assert last.endswith("first divergent block onnxruntime: layers.1.blocks.0")
+    report = json.loads((folder / "replay.json").read_text())
+    assert report["first_divergent_blocks"] == {"onnxruntime": "layers.1.blocks.0"}
+    assert report["parity"]["inputs"].startswith("shadow keep folder")
