@@ -44,7 +44,7 @@ def _perturbed(source, target, initializer: str, shift: float):
     return target
 
 
-def _slow_reference(source, target, layers: int = 8, width: int = 1536):
+def _slow_reference(source, target, layers: int = 16, width: int = 1536):
     """The tiny model plus a heavy input-dependent branch whose result is multiplied by zero: the same outputs,
     tens of milliseconds per run, so a queue of one fills up."""
     import onnx
@@ -357,6 +357,35 @@ def test_parity_endpoint_refuses_bad_requests_with_json(client):
     schema = client.get("/openapi.json").json()
     assert "/v2/models/{model_name}/parity" in schema["paths"]
     assert "/v2/models/{model_name}/parity/reset" in schema["paths"]
+
+
+def test_nonfinite_outputs_breach_and_the_summary_stays_json(shadow_models):
+    """In-process, on the real ONNX Runtime backend: a primary answer with NaN is a breach of its own kind, and the
+    window's figures (NaN there) still serialise as strict JSON."""
+    from vitrt.engines import load
+    from vitrt.serve.config import ShadowConfig
+    from vitrt.serve.shadow import ShadowMonitor
+
+    monitor = ShadowMonitor(
+        "m", ShadowConfig(reference=str(shadow_models["tiny"]), rate=1.0), load(shadow_models["tiny"])
+    )
+    monitor.start()
+    try:
+        x = _digits(2, seed=6)
+        served = _ort_logits(shadow_models["tiny"], x)
+        served[1, 3] = np.nan
+        assert monitor.offer("nan-1", {"input": x}, {"logits": served})
+        assert monitor.wait_for(1, 30.0)
+        summary = monitor.summary()
+        assert summary["breached"] and summary["counters"]["nonfinite"] == 1
+        assert "logits: non-finite outputs (NaN or Inf)" in summary["breach_failures"]
+        assert summary["worst"][0] == {**summary["worst"][0], "request_id": "nan-1", "max_abs": None}
+        json.dumps(summary, allow_nan=False)
+        assert all(v is None or np.isfinite(v) for v in monitor.snapshot()["counters"].values() if isinstance(v, float))
+    finally:
+        monitor.stop()
+        monitor.close()
+    assert not monitor.offer("late", {"input": x}, {"logits": served})  # stopped: nothing is queued any more
 
 
 # ---- refusing to start ------------------------------------------------------------------------------------------

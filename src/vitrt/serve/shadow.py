@@ -143,7 +143,7 @@ class ShadowMonitor:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the workers; samples still queued are discarded (they never affect a response)."""
         with self._cond:
-            self._stopped = True  # releases long-polls
+            self._stopped = True  # no more offers; releases long-polls
             self._cond.notify_all()
         while True:
             try:
@@ -173,6 +173,8 @@ class ShadowMonitor:
             return False
         sample = _Sample(request_id, dict(feeds), dict(outputs), time.time())
         with self._cond:
+            if self._stopped:
+                return False
             self.counters.sampled += 1
             try:
                 self._queue.put_nowait(sample)
