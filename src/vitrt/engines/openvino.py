@@ -40,6 +40,11 @@ _HINT_VALUES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
 IR_SUFFIXES = (".xml",)
 _RT_INFO_KEY = "vitrt"
+# rt_info keys `vitrt quantize --target openvino` writes (JSON strings): the export metadata_props and the
+# quantization record (target, calibration, budget, accuracy); read_onnx copies an INT8 ONNX file's record there too.
+_RT_METADATA_JSON = "vitrt_metadata"
+_RT_QUANTIZATION_JSON = "vitrt_quantization"
+_ONNX_QUANTIZATION_KEY = "vitrt.quantization"
 INSTALL_HINT = "pip install openvino"
 
 
@@ -132,6 +137,8 @@ class OpenVINOBackend(InferenceBackend):
         self.precision = self._supported_precision(core, device, requested, fallback_fp32)
         self.performance_hint = hint
         model, self.metadata = self._read(core, ov)
+        # The INT8 provenance of a quantized model (`vitrt quantize`): None for a float model.
+        self.quantization = _quantization_record(model)
         properties: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _HINT_VALUES[self.precision],
             "PERFORMANCE_HINT": hint.upper(),
@@ -184,7 +191,10 @@ class OpenVINOBackend(InferenceBackend):
     def describe(self) -> str:
         fallback = f", fell back from {self.requested_precision}" if self.precision != self.requested_precision else ""
         hint = f"{self.performance_hint}, {self.streams} streams"
-        return f"openvino ({self.device.upper()}, {self.precision}{fallback}, {hint})"
+        int8 = ""
+        if self.quantization is not None:
+            int8 = f", int8 by vitrt quantize for {self.quantization.get('target', '?')}"
+        return f"openvino ({self.device.upper()}, {self.precision}{fallback}{int8}, {hint})"
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [spec.name for spec in self.outputs]
@@ -250,6 +260,9 @@ def read_onnx(path: Path, core: Any = None) -> tuple[Any, ModelMetadata | None]:
         raise ArtifactError(
             f"OpenVINO cannot convert {path}: {_one_line(err)}; serve it with --backend onnxruntime instead"
         ) from None
+    record = next((p.value for p in proto.metadata_props if p.key == _ONNX_QUANTIZATION_KEY), None)
+    if record is not None:
+        model.set_rt_info(record, [_RT_QUANTIZATION_JSON])
     return model, metadata
 
 
@@ -270,14 +283,39 @@ def save_ir(onnx_path: str | Path, xml_path: str | Path) -> list[Path]:
 
 
 def _ir_metadata(model: Any) -> ModelMetadata | None:
-    if not model.has_rt_info([_RT_INFO_KEY, "vitrt.model"]):
+    if model.has_rt_info([_RT_INFO_KEY, "vitrt.model"]):
+        info = model.get_rt_info()[_RT_INFO_KEY]
+        props = {str(key): str(info[key].astype(str)) for key in info.keys()}  # noqa: SIM118  (OVAny mapping)
+    elif model.has_rt_info([_RT_METADATA_JSON]):
+        loaded = _rt_json(model, _RT_METADATA_JSON)
+        if not isinstance(loaded, dict) or "vitrt.model" not in loaded:
+            return None
+        props = {str(key): str(value) for key, value in loaded.items()}
+    else:
         return None
-    info = model.get_rt_info()[_RT_INFO_KEY]
-    props = {str(key): str(info[key].astype(str)) for key in info.keys()}  # noqa: SIM118  (OVAny mapping)
     try:
         return ModelMetadata.from_props(props)
     except (ValueError, TypeError) as err:
         raise ArtifactError(f"the IR's vitrt metadata is malformed ({err})") from None
+
+
+def _rt_json(model: Any, key: str) -> Any:
+    """A JSON string stored in the model's rt_info under `key`, decoded; ArtifactError when it is not JSON."""
+    import json
+
+    raw = str(model.get_rt_info()[key].astype(str))
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ArtifactError(f"the model's rt_info {key} is not valid JSON ({err})") from None
+
+
+def _quantization_record(model: Any) -> dict[str, Any] | None:
+    """The `vitrt quantize` record of an INT8 model (rt_info `vitrt_quantization`), or None for a float model."""
+    if not model.has_rt_info([_RT_QUANTIZATION_JSON]):
+        return None
+    record = _rt_json(model, _RT_QUANTIZATION_JSON)
+    return record if isinstance(record, dict) else None
 
 
 def _cache_dir(cache: bool | str | Path) -> Path | None:
