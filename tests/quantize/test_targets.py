@@ -178,11 +178,9 @@ def test_sensitivity_search_keeps_blocks_float_until_a_tight_budget_holds(export
 
     source = exported("agent_digits")
     out = tmp_path / "agent.int8.onnx"
-    # Ranges from 16 random images, judged on 200 other random images against the tightest budget there is (100 %
-    # top-1 agreement with FP32): fully quantized it misses (99.5 % measured), with the worst blocks float it holds.
-    result = quantize(
-        source, calibration="random", n=16, holdout=200, target="onnxruntime", out=out, min_agreement=100.0
-    )
+    # Ranges from 4 random images, judged on 500 other random images against a 99 % top-1 agreement budget: fully
+    # quantized it misses (97.8 % measured); with the most sensitive blocks kept float it holds.
+    result = quantize(source, calibration="random", n=4, holdout=500, target="onnxruntime", out=out, min_agreement=99.0)
     report = result.report
     assert not report.initial.passed and report.passed and out.is_file()
     search = report.search
@@ -206,7 +204,7 @@ def test_sensitivity_search_keeps_blocks_float_until_a_tight_budget_holds(export
 def test_over_budget_is_refused_without_force(exported, tmp_path: Path) -> None:
     source = exported("agent_digits")
     out = tmp_path / "agent.int8.onnx"
-    args = [str(source), "--calibration", "random", "--n", "16", "--holdout", "200", "--min-agreement", "100"]
+    args = [str(source), "--calibration", "random", "--n", "4", "--holdout", "500", "--min-agreement", "99"]
     proc = subprocess.run(
         [sys.executable, "-m", "vitrt", "quantize", *args, "--no-search", "--out", str(out)],
         capture_output=True,
