@@ -336,20 +336,37 @@ def main(argv: list[str] | None = None) -> int:
     digits: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
+    notes.append(
+        "the tensorrt target's numbers are its Q/DQ file run in ONNX Runtime on CPU; the TensorRT INT8 engine "
+        "(vitrt build --precision int8) needs a GPU"
+    )
+    # The result is rewritten after every model, so an interrupted run keeps what it measured.
     with tempfile.TemporaryDirectory(prefix="vitrt-int8-bench-") as tmp:
         workdir = Path(tmp)
         for name in args.digits_models:
             digits += digits_rows(name, workdir, args)
+            save(args, argv, digits, rows, summaries, notes)
         for name in args.speed_models:
             for row in speed_rows(name, workdir, args, notes):
                 if "summary" in row:
                     summaries.append(row["summary"])
                 else:
                     rows.append(row)
-    notes.append(
-        "the tensorrt target's numbers are its Q/DQ file run in ONNX Runtime on CPU; the TensorRT INT8 engine "
-        "(vitrt build --precision int8) needs a GPU"
-    )
+            save(args, argv, digits, rows, summaries, notes)
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+def save(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    digits: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    summaries: list[dict[str, Any]],
+    notes: list[str],
+) -> None:
+    measured = [s["model"] for s in summaries]
+    missing = [name for name in args.speed_models if name not in measured]
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/cpu_int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -364,13 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         "digits": digits,
         "rows": rows,
         "summaries": summaries,
-        "notes": notes,
+        "notes": notes + ([f"not measured in this run: {', '.join(missing)}"] if missing else []),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out.with_suffix(".md"))
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
-    return 0
 
 
 if __name__ == "__main__":
