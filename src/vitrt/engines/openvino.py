@@ -92,7 +92,9 @@ def fp32_op_types(keep_fp32: str | Sequence[str] | None) -> tuple[str, ...]:
     types = tuple(dict.fromkeys(str(t).strip() for t in keep_fp32))
     bad = [t for t in types if not t.isidentifier()]
     if bad:
-        raise ArtifactError(f"keep_fp32: {bad[0]!r} is not an OpenVINO op type; give auto, fragile, none or e.g. MVN,Softmax")
+        raise ArtifactError(
+            f"keep_fp32: {bad[0]!r} is not an OpenVINO op type; give auto, fragile, none or e.g. MVN,Softmax"
+        )
     return types
 
 

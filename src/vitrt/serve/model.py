@@ -21,7 +21,12 @@ from vitrt.serve.protocol import datatype_of, triton_config_type
 from vitrt.serve.schemas import ModelMetadataResponse, ModelSummary, TensorMetadata
 from vitrt.serve.stats import ModelStats
 
-_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch"}
+_PLATFORMS = {
+    "onnxruntime": "onnxruntime_onnx",
+    "openvino": "openvino",
+    "tensorrt": "tensorrt_plan",
+    "torch": "pytorch",
+}
 
 
 class ServedModel:

@@ -48,11 +48,19 @@ class ModelRepository:
                 if model_config.warmup:
                     _warmup(served)
                 models.append(served)
+                if backend.selection_reason and model_config.backend == "auto":
+                    log.info(
+                        "backend auto: %s, because %s",
+                        backend.describe(),
+                        backend.selection_reason,
+                        extra={"model": served.name, "backend": backend.name, "why": backend.selection_reason},
+                    )
                 log.info(
                     "loaded model",
                     extra={
                         "model": served.name,
                         "backend": backend.name,
+                        "runtime": backend.describe(),
                         "artifact": model_config.artifact,
                         "max_batch_size": served.batcher.max_batch_size,
                     },
@@ -110,6 +118,10 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
 
         loader = load
     options: dict[str, Any] = dict(config.backend_options)
+    if config.precision is not None:
+        options["precision"] = config.precision
+    if config.backend == "auto":
+        options.setdefault("probe_batch", min(config.max_batch_size, 8))  # what a CPU speed probe times
     artifact = Path(config.artifact).expanduser()
     try:
         if artifact.exists():
