@@ -185,7 +185,7 @@ def _default_name(artifact: str) -> str:
     return cleaned[:128] or "model"
 
 
-def _parse_backend_options(items: list[str]) -> dict[str, Any]:
+def _parse_backend_options(items: list[str], flag: str = "--backend-option") -> dict[str, Any]:
     import yaml
 
     from vitrt.serve.config import ConfigError
@@ -194,7 +194,7 @@ def _parse_backend_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise ConfigError(f"--backend-option expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:

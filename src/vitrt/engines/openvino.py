@@ -124,7 +124,8 @@ class OpenVINOBackend(InferenceBackend):
     threads: INFERENCE_NUM_THREADS (default: OpenVINO's choice, all physical cores).
     streams: NUM_STREAMS (default: chosen by the performance hint).
     cache: OpenVINO's compiled-model cache directory: True (default) = <vitrt cache dir>/openvino, a path, or
-        False for none; a second load of the same model skips compilation.
+        False for none; a second load of the same model skips compilation. Entries live in a sub-folder per
+        artifact content (sha256), compile properties (precision, hint, threads, ...) and FP32 pin set.
     fallback_fp32: on a CPU without the instructions for `precision`, log a warning and run FP32 instead of
         raising BackendUnavailableError.
     keep_fp32: at bf16/fp16, op types that stay FP32: "auto" (default: "fragile" at fp16, "none" at bf16),
@@ -180,11 +181,15 @@ class OpenVINOBackend(InferenceBackend):
             properties["INFERENCE_NUM_THREADS"] = int(threads)
         if streams is not None:
             properties["NUM_STREAMS"] = str(streams)
+        properties.update(dict(config or {}))
         self.cache_dir = _cache_dir(cache)
         if self.cache_dir is not None:
+            # One folder per artifact content, compile properties and FP32 pin set: OpenVINO 2026.4's cache key for
+            # an in-memory model ignores the precision hint, and a bf16 compile then imports the fp32 blob and
+            # returns wrong logits (max error 2 on flatten_digits), so vitrt's key carries what OpenVINO's lacks.
+            self.cache_dir = self.cache_dir / _artifact_key(self.path, properties, self.fp32_ops)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             properties["CACHE_DIR"] = str(self.cache_dir)
-        properties.update(dict(config or {}))
         try:
             self.compiled = _compile(core, ov, model, device, properties, self.fp32_ops)
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with multi-line messages
@@ -340,6 +345,19 @@ def _ir_metadata(model: Any) -> ModelMetadata | None:
         return ModelMetadata.from_props(props)
     except (ValueError, TypeError) as err:
         raise ArtifactError(f"the IR's vitrt metadata is malformed ({err})") from None
+
+
+def _artifact_key(path: Path, properties: Mapping[str, Any], fp32_ops: tuple[str, ...]) -> str:
+    import hashlib
+
+    from vitrt.files import sha256_file
+
+    digest = hashlib.sha256(sha256_file(path).encode())
+    if path.suffix in IR_SUFFIXES and path.with_suffix(".bin").is_file():
+        digest.update(sha256_file(path.with_suffix(".bin")).encode())
+    digest.update(repr(sorted((str(k), str(v)) for k, v in properties.items() if k != "CACHE_DIR")).encode())
+    digest.update(",".join(fp32_ops).encode())
+    return digest.hexdigest()[:20]
 
 
 def _cache_dir(cache: bool | str | Path) -> Path | None:
