@@ -28,9 +28,12 @@ def parity_command(
         "--precision",
         help="fp32, fp16 or bf16: what openvino runs (and tensorrt builds) and the budget (per model where known).",
     ),
-    openvino_option: list[str] = typer.Option(
-        None, "--openvino-option", help="KEY=VALUE for the openvino backend, e.g. keep_fp32=fragile (repeatable)."
-    ),
+    openvino_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--openvino-option", help="KEY=VALUE for the openvino backend, e.g. keep_fp32=fragile (repeatable)."
+        ),
+    ] = None,
     budget_max_abs: float = typer.Option(None, "--budget-max-abs", help="Override: max abs logit error."),
     budget_mean_abs: float = typer.Option(None, "--budget-mean-abs", help="Override: mean abs logit error."),
     budget_min_cosine: float = typer.Option(None, "--budget-min-cosine", help="Override: min cosine similarity."),
