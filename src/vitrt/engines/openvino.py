@@ -111,9 +111,12 @@ def require_openvino() -> Any:
 
 
 def openvino_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    """True when `openvino` imports (a package that is present but broken counts as unavailable)."""
+    try:
+        require_openvino()
+    except BackendUnavailableError:
+        return False
+    return True
 
 
 class OpenVINOBackend(InferenceBackend):
@@ -385,4 +388,6 @@ def _one_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # OpenVINO puts the useful sentence after its "Check ... failed at ..." location lines.
     useful = [line for line in lines if not line.startswith(("Check ", "Exception from", "../", "/"))]
-    return " ".join(useful or lines)[:300] or type(err).__name__
+    text = " ".join(useful or lines)
+    text = text.split(" To facilitate the conversion")[0]  # the frontend's pointer to its extension docs
+    return text[:300] or type(err).__name__

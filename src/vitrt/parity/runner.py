@@ -14,7 +14,7 @@ from vitrt.engines import ENGINE_SUFFIXES, artifact_kind
 from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
 from vitrt.errors import ArtifactError, VitrtError
 from vitrt.parity import blocks as block_probe
-from vitrt.parity.budgets import Budget, budget_for
+from vitrt.parity.budgets import MODEL_BUDGETS, Budget, budget_for
 from vitrt.parity.inputs import ParityInputs, load_inputs
 from vitrt.parity.metrics import accuracy, check_budget, compare
 from vitrt.parity.report import BackendSummary, ParityReport
@@ -105,16 +105,22 @@ def run_parity(
     )
     meta = reference.metadata
     assert meta is not None
-    budget = (budget or budget_for(meta.model, precision)).with_overrides(budget_overrides)
-    # ONNX Runtime runs FP32 whatever the check's precision: it keeps the FP32 budget (with the same overrides).
-    fp32_budget = budget_for(meta.model, "fp32").with_overrides(budget_overrides) if precision != "fp32" else budget
-    if precision != "fp32" and "onnxruntime" in runtimes:
-        notes.append("onnxruntime runs fp32: it is checked against the fp32 budget")
     if artifact_meta is not None and artifact_meta.model != meta.model:
         notes.append(f"artifact was exported from {artifact_meta.model!r}, compared against {meta.model!r}")
 
     data = load_inputs(inputs, meta, n, seed)
     notes += data.notes
+    labelled = data.labels is not None
+    if budget is None and not labelled and (meta.model, precision) in MODEL_BUDGETS:
+        notes.append(
+            f"{meta.model}'s own {precision} budget holds for real (labelled) images; random inputs sit near class "
+            f"ties, so the default {precision} budget applies"
+        )
+    budget = (budget or budget_for(meta.model, precision, labelled)).with_overrides(budget_overrides)
+    # ONNX Runtime runs FP32 whatever the check's precision: it keeps the FP32 budget (with the same overrides).
+    fp32_budget = budget_for(meta.model, "fp32").with_overrides(budget_overrides) if precision != "fp32" else budget
+    if precision != "fp32" and "onnxruntime" in runtimes:
+        notes.append("onnxruntime runs fp32: it is checked against the fp32 budget")
     opened: list[InferenceBackend] = []
     with tempfile.TemporaryDirectory(prefix="vitrt-parity-") as tmp:
         try:

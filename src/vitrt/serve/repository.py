@@ -50,10 +50,13 @@ class ModelRepository:
                 models.append(served)
                 if backend.selection_reason and model_config.backend == "auto":
                     log.info(
-                        "backend auto: %s, because %s",
-                        backend.describe(),
-                        backend.selection_reason,
-                        extra={"model": served.name, "backend": backend.name, "why": backend.selection_reason},
+                        "backend chosen",
+                        extra={
+                            "model": served.name,
+                            "backend": backend.name,
+                            "runtime": backend.describe(),
+                            "why": backend.selection_reason,
+                        },
                     )
                 log.info(
                     "loaded model",
