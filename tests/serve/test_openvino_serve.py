@@ -29,11 +29,9 @@ DEMO = "ca_digits"  # the cheapest demo model to export
 
 
 def cpu_problem(precision: str) -> str | None:
-    import openvino as ov
+    from vitrt.engines.openvino import device_precision_problem
 
-    from vitrt.engines.openvino import precision_problem
-
-    return precision_problem(precision, tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+    return device_precision_problem(precision)
 
 
 # bf16 where this CPU runs it (AVX512-BF16/AMX), else fp32: the server test runs on every CPU.

@@ -77,6 +77,14 @@ def precision_problem(precision: str, capabilities: tuple[str, ...] | list[str])
     )
 
 
+def device_precision_problem(precision: str, device: str = "CPU") -> str | None:
+    """Why this machine's OpenVINO `device` cannot run `precision`, or None (asks OpenVINO's capabilities)."""
+    ov = require_openvino()
+    return precision_problem(
+        normalise_precision(precision), tuple(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    )
+
+
 def fp32_op_types(keep_fp32: str | Sequence[str] | None) -> tuple[str, ...]:
     """The OpenVINO op types `keep_fp32` names: "fragile" (FRAGILE_OPS), "none"/None/empty, or a list of types
     ("auto" is resolved by the backend, which knows the precision)."""
