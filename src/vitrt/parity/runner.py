@@ -14,7 +14,7 @@ from vitrt.engines import ENGINE_SUFFIXES, artifact_kind
 from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
 from vitrt.errors import ArtifactError, VitrtError
 from vitrt.parity import blocks as block_probe
-from vitrt.parity.budgets import MODEL_BUDGETS, Budget, budget_for
+from vitrt.parity.budgets import MODEL_BUDGETS, Budget, budget_for, default_budget
 from vitrt.parity.inputs import ParityInputs, load_inputs
 from vitrt.parity.metrics import accuracy, check_budget, compare
 from vitrt.parity.report import BackendSummary, ParityReport
@@ -84,8 +84,7 @@ def run_parity(
     manifest = EngineManifest.load(manifest_path(artifact)) if has_manifest else None
     runtimes = _runtimes(backends, kind)
     precision = precision or (manifest.precision if manifest else "fp32")
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise VitrtError(f"unknown precision {precision!r}; choose from fp32, fp16, bf16")
+    default_budget(precision)  # an unknown precision is refused before anything loads
     if precision == "bf16" and "tensorrt" in runtimes:
         raise VitrtError("tensorrt engines are fp32, fp16 or int8; check bf16 with --backends openvino")
     notes: list[str] = []
