@@ -32,7 +32,7 @@ def demo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_auto_measures_both_cpu_backends_and_logs_the_winner_and_why(demo_onnx, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="vitrt.engines"):
-        backend = load(demo_onnx, probe_batch=4)
+        backend = load(demo_onnx, cpu_probe=True, probe_batch=4)
     assert backend.name in ("onnxruntime", "openvino")
     reason = backend.selection_reason or ""
     assert reason.startswith("fastest FP32 CPU backend on this model: ") and "at batch 4" in reason
@@ -51,18 +51,26 @@ def test_probe_runs_interleaved_rounds_within_its_bounds(demo_onnx) -> None:
     assert all(len(row) == 2 and min(row) > 0 for row in times.rounds)
 
 
+def test_without_the_probe_auto_stays_on_onnxruntime_unless_a_precision_is_asked(demo_onnx) -> None:
+    assert load(demo_onnx).name == "onnxruntime"
+    chosen = load(demo_onnx, precision="fp32", cache=False)
+    assert chosen.name == "openvino" and chosen.selection_reason == "precision fp32 is an option of openvino only"
+
+
 def test_reduced_precision_and_backend_options_decide_the_backend(demo_onnx) -> None:
     from vitrt.engines.openvino import device_precision_problem
 
     if device_precision_problem("bf16") is None:
-        low = load(demo_onnx, precision="bf16")
+        low = load(demo_onnx, precision="bf16", cpu_probe=True)
         assert low.name == "openvino" and low.precision == "bf16"
         assert low.selection_reason == "bf16 was asked for and only OpenVINO runs it on CPU"
-    ort = load(demo_onnx, intra_op_threads=1)
-    assert ort.name == "onnxruntime" and ort.selection_reason == "the backend options (intra_op_threads) are onnxruntime's"
-    assert load(demo_onnx, threads=1, cache=False).name == "openvino"
+    ort = load(demo_onnx, intra_op_threads=1, cpu_probe=True)
+    assert (
+        ort.name == "onnxruntime" and ort.selection_reason == "the backend options (intra_op_threads) are onnxruntime's"
+    )
+    assert load(demo_onnx, threads=1, cache=False, cpu_probe=True).name == "openvino"
     with pytest.raises(ArtifactError, match="unknown backend option 'colour'; onnxruntime takes providers"):
-        load(demo_onnx, colour="red")
+        load(demo_onnx, colour="red", cpu_probe=True)
 
 
 def test_a_model_openvino_cannot_convert_runs_on_onnxruntime_with_the_reason(tmp_path: Path) -> None:
@@ -79,7 +87,7 @@ def test_a_model_openvino_cannot_convert_runs_on_onnxruntime_with_the_reason(tmp
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "scaler.onnx"))
-    backend = load(tmp_path / "scaler.onnx")
+    backend = load(tmp_path / "scaler.onnx", cpu_probe=True)
     assert backend.name == "onnxruntime"
     assert (backend.selection_reason or "").startswith("OpenVINO cannot run this model (OpenVINO cannot convert")
     np.testing.assert_array_equal(backend.infer(np.ones((2, 4), np.float32)), np.full((2, 4), 2.0, np.float32))

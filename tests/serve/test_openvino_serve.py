@@ -174,7 +174,7 @@ def without_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that, first on PYTHONPATH, makes `import openvino` fail as it does where it is not installed."""
     folder = tmp_path_factory.mktemp("no-openvino")
     (folder / "openvino").mkdir()
-    (folder / "openvino" / "__init__.py").write_text('raise ImportError("No module named \'openvino\'")\n')
+    (folder / "openvino" / "__init__.py").write_text("raise ImportError(\"No module named 'openvino'\")\n")
     return folder
 
 

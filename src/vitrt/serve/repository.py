@@ -123,8 +123,9 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
     options: dict[str, Any] = dict(config.backend_options)
     if config.precision is not None:
         options["precision"] = config.precision
-    if config.backend == "auto":
-        options.setdefault("probe_batch", min(config.max_batch_size, 8))  # what a CPU speed probe times
+    if config.backend == "auto":  # on a CPU-only machine: the faster of onnxruntime and openvino, measured
+        options.setdefault("cpu_probe", True)
+        options.setdefault("probe_batch", min(config.max_batch_size, 8))
     artifact = Path(config.artifact).expanduser()
     try:
         if artifact.exists():
