@@ -88,7 +88,10 @@ def server(tiny_digits, arith_onnx, lookup_onnx, model_dir, tmp_path_factory):
     path = model_dir / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     log_path = tmp_path_factory.mktemp("serve-logs") / "server.log"
-    process = start_server(["--config", str(path)], log_path, env={"VITRT_API_KEY": API_KEY}, api_key=API_KEY)
+    # Generous: the demo model is exported at start-up and auto times onnxruntime against openvino on it.
+    process = start_server(
+        ["--config", str(path)], log_path, env={"VITRT_API_KEY": API_KEY}, api_key=API_KEY, timeout=180
+    )
     yield process
     code = process.stop()
     assert code == 0, process.log_text()[-3000:]

@@ -61,9 +61,11 @@ def backend_class(name: str) -> Any:
 
 
 def option_names(name: str) -> list[str]:
-    """The keyword options the `name` backend takes (its constructor's keyword-only parameters)."""
-    signature = inspect.signature(backend_class(name).__init__)
-    return [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    """The keyword options the `name` backend takes (its constructor's parameters after the artifact)."""
+    parameters = list(inspect.signature(backend_class(name).__init__).parameters.values())[2:]  # self, artifact
+    return [
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
