@@ -15,9 +15,10 @@ power) can be kept in FP32 (`keep_fp32`). The default "auto" keeps them in FP32 
 overflows in reductions and powers (on agent_digits and flatten_digits this cuts the max logit error 1.1-1.6x), and
 not at bf16: bf16 has FP32's exponent range and the CPU plugin's normalisation and reduction kernels accumulate in
 FP32 already, so pinning them gave bit-identical logits on those models while making bf16 about 20% slower
-(flatten_swin_t, batch 8, 2592 -> 3194 ms in one run on a busy 2-core machine); at bf16 the plugin also leaves Softmax in bf16 when marked. The plugin honours
-its "precise" runtime attribute (DisablePrecisionConversion) only as the IR reader creates it (a string set from
-Python is ignored), so a marked model is written to a temporary IR and read back before compilation.
+(flatten_swin_t, batch 8, 2592 -> 3194 ms in one run on a busy 2-core machine); at bf16 the plugin also leaves
+Softmax in bf16 when marked. The plugin honours its "precise" runtime attribute (DisablePrecisionConversion) only
+as the IR reader creates it (a string set from Python is ignored), so a marked model is written to a temporary IR
+and read back before compilation.
 `runtime_precisions()` reports what each op type ran in, from the compiled model's runtime graph.
 
 Thread-safety: every `run` takes an infer request from a pool (one is created per concurrent caller), so calls from
