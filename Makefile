@@ -10,7 +10,7 @@ DEMO_MODEL ?= agent_digits
 DEMO_PORT ?= 8000
 OUT ?= out
 
-.PHONY: venv demo test test-all lint kernels clean
+.PHONY: venv demo serve-demo test test-all lint kernels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ demo: venv
 	$(VITRT) export $(DEMO_MODEL) --out $(OUT)/$(DEMO_MODEL).onnx
 	$(VITRT) parity --model $(DEMO_MODEL) --artifact $(OUT)/$(DEMO_MODEL).onnx --inputs demo-digits \
 		--report $(OUT)/$(DEMO_MODEL).parity
+	@$(MAKE) --no-print-directory serve-demo
+
+# Serves the demo model exported by `make demo`. The server runs as the terminal's foreground job, so Ctrl-C stops
+# it alone and make exits with the server's status (0 on a clean stop) instead of dying by the signal.
+serve-demo:
 	@echo "Serving $(DEMO_MODEL) on http://127.0.0.1:$(DEMO_PORT)/ (demo page; API at /docs, KServe v2 at /v2). Ctrl-C stops."
-	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
+	@$(PY) scripts/foreground.py $(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime \
+		--host 127.0.0.1 --port $(DEMO_PORT)
 
 # The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins, and the TensorRT plugin library against the
 # header sets in $(VITRT_TENSORRT_HEADERS) (<version>/include; the newest is linked, the others compile-checked, all

@@ -12,8 +12,20 @@ from vitrt.cli import app, make_console
 
 @app.command("parity")
 def parity_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")],
-    artifact: Annotated[Path, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")
+    ] = None,
+    artifact: Annotated[
+        Path | None, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="Re-run the inputs a server kept (vitrt serve --shadow-keep DIR) through its primary and "
+            "reference, and PyTorch per block.",
+        ),
+    ] = None,
     arch: str = typer.Option(None, "--arch", help="Architecture of a checkpoint (default: the artifact's)."),
     backends: str = typer.Option(
         None,
@@ -60,7 +72,7 @@ def parity_command(
 
     from vitrt.cli.logs import configure_logging
     from vitrt.cli.serve import _parse_backend_options
-    from vitrt.errors import ValidationError
+    from vitrt.errors import ValidationError, VitrtError
     from vitrt.parity import run_parity
 
     configure_logging()
@@ -72,6 +84,14 @@ def parity_command(
         "max_accuracy_drop": budget_max_accuracy_drop,
         "block_rel": budget_block_rel,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if replay is not None:
+        if artifact is not None:
+            raise VitrtError("give either --replay DIR or --artifact, not both")
+        _replay(replay, model, overrides, report, device, plugins)
+        return
+    if model is None or artifact is None:
+        raise VitrtError("give --model and --artifact (or --replay DIR with a shadow keep folder)")
     result = run_parity(
         model,
         artifact,
@@ -81,7 +101,7 @@ def parity_command(
         n=None if n == 0 else n,
         batch_size=batch_size,
         precision=precision,
-        budget_overrides={k: v for k, v in overrides.items() if v is not None},
+        budget_overrides=overrides,
         per_block=per_block,
         device=device,
         seed=seed,
@@ -102,3 +122,28 @@ def parity_command(
         where = f"; first divergent block {', '.join(divergent)}" if divergent else ""
         raise ValidationError(f"parity over budget: {failures[0]}{more}{where}")
     typer.echo("parity: all backends within budget")
+
+
+def _replay(
+    directory: Path,
+    model: str | None,
+    overrides: dict[str, float],
+    report: Path | None,
+    device: str,
+    plugins: str | None,
+) -> None:
+    from vitrt.errors import ValidationError
+    from vitrt.parity.replay import replay
+
+    # Replay always localises per block when the PyTorch model is known.
+    result = replay(directory, model=model, budget_overrides=overrides, device=device, plugins=plugins)
+    result.print(make_console())
+    if report is not None:
+        typer.echo(f"report: {result.write(report)}")
+    if not result.passed:
+        failures = result.failures()
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        divergent = [f"{k}: {v}" for k, v in result.first_divergent_blocks().items() if v]
+        where = f"; first divergent block {', '.join(divergent)}" if divergent else ""
+        raise ValidationError(f"replay over budget: {failures[0]}{more}{where}")
+    typer.echo("replay: every kept input is within budget now")

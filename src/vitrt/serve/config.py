@@ -13,6 +13,11 @@ models:
     instances: 1
     max_queue_size: 128
     backend_options: {intra_op_threads: 2}
+    shadow:                      # optional: shadow parity against a reference (see docs/serving.md)
+      reference: out/agent_digits.onnx
+      backend: onnxruntime
+      rate: 0.05
+      policy: unready
   - name: digits-fast
     artifact: out/agent_digits.onnx
     backend: openvino        # or auto: on a CPU-only machine the faster of onnxruntime and openvino, measured
@@ -32,10 +37,44 @@ from vitrt.errors import VitrtError
 BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "torch"]
 Precision = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["reject", "allow"]
+ShadowPolicy = Literal["log", "unready", "fallback"]
 
 
 class ConfigError(VitrtError):
     """A serve configuration (flags or YAML) that cannot be used."""
+
+
+class ShadowConfig(BaseModel):
+    """Shadow parity: a sampled fraction of live requests re-run on a reference backend, off the request path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(description="ONNX file, TensorRT plan or zoo model name computing the reference outputs")
+    backend: BackendName = Field(default="auto", description="runtime of the reference (e.g. onnxruntime FP32)")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    rate: float = Field(default=0.01, ge=0, le=1, description="fraction of requests re-run on the reference")
+    window: int = Field(default=256, ge=1, le=1_000_000, description="compared requests the figures cover")
+    min_samples: int = Field(default=1, ge=1, description="compared requests before a breach can be declared")
+    precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="selects the default budget")
+    budget: dict[str, float] = Field(default_factory=dict, description="parity budget fields that override defaults")
+    policy: ShadowPolicy = "log"
+    queue_size: int = Field(default=64, ge=1, le=100_000, description="samples waiting for the reference")
+    threads: int = Field(default=1, ge=1, le=64, description="reference worker threads (run at lower priority)")
+    keep: str | None = Field(default=None, description="folder keeping the inputs of requests over budget")
+    keep_max: int = Field(default=100, ge=1, le=100_000, description="most inputs kept in the folder")
+    keep_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="most bytes kept in the folder")
+    seed: int | None = Field(default=None, description="seed of the sampler (default: random)")
+
+    @field_validator("budget")
+    @classmethod
+    def _known_budget_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        from vitrt.parity.budgets import default_budget
+
+        try:
+            default_budget("fp32").with_overrides(value)
+        except VitrtError as err:  # unknown or negative fields
+            raise ValueError(str(err)) from None
+        return value
 
 
 class ModelConfig(BaseModel):
@@ -65,6 +104,7 @@ class ModelConfig(BaseModel):
     nonfinite: NonFinitePolicy | None = Field(default=None, description="overrides the server-wide policy")
     warmup: bool = True
     backend_options: dict[str, Any] = Field(default_factory=dict)
+    shadow: ShadowConfig | None = Field(default=None, description="shadow parity against a reference backend")
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -160,4 +200,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             candidate = file.parent / model["artifact"]
             if not Path(model["artifact"]).is_absolute() and candidate.exists():
                 model["artifact"] = str(candidate)
+        shadow = model.get("shadow") if isinstance(model, dict) else None
+        if isinstance(shadow, dict) and isinstance(shadow.get("reference"), str):
+            candidate = file.parent / shadow["reference"]
+            if not Path(shadow["reference"]).is_absolute() and candidate.exists():
+                shadow["reference"] = str(candidate)
     return data
