@@ -10,7 +10,7 @@ DEMO_MODEL ?= agent_digits
 DEMO_PORT ?= 8000
 OUT ?= out
 
-.PHONY: venv demo test test-all lint kernels clean
+.PHONY: venv demo serve-demo test test-all lint kernels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[all,dev]"
 	# The stubs declare a dependency on the real TensorRT wheel, which cannot be installed here.
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	# A real tritonserver (python backend) for tests/triton; --no-deps: its numpy < 2 pin stays out of the venv.
+	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,10 +28,17 @@ venv: $(STAMP)
 demo: venv
 	$(VITRT) models
 	$(VITRT) export $(DEMO_MODEL) --out $(OUT)/$(DEMO_MODEL).onnx
-	$(VITRT) parity --model $(DEMO_MODEL) --artifact $(OUT)/$(DEMO_MODEL).onnx --inputs demo-digits \
-		--report $(OUT)/$(DEMO_MODEL).parity
+	$(VITRT) parity --model $(DEMO_MODEL) --artifact $(OUT)/$(DEMO_MODEL).onnx --backends torch,onnxruntime,openvino \
+		--inputs demo-digits --report $(OUT)/$(DEMO_MODEL).parity
+	@$(MAKE) --no-print-directory serve-demo
+
+# Serves the demo model exported by `make demo` on the faster CPU runtime at FP32 (ONNX Runtime or OpenVINO, both
+# checked by the parity step; the startup log says which and why). The server runs as the terminal's foreground job,
+# so Ctrl-C stops it alone and make exits with the server's status (0 on a clean stop), not by the signal.
+serve-demo:
 	@echo "Serving $(DEMO_MODEL) on http://127.0.0.1:$(DEMO_PORT)/ (demo page; API at /docs, KServe v2 at /v2). Ctrl-C stops."
-	$(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend onnxruntime --host 127.0.0.1 --port $(DEMO_PORT)
+	@$(PY) scripts/foreground.py $(VITRT) serve $(OUT)/$(DEMO_MODEL).onnx --backend auto \
+		--host 127.0.0.1 --port $(DEMO_PORT)
 
 # The CUDA kernel library (nvcc, sm_80/86/89/90) into build/plugins, and the TensorRT plugin library against the
 # header sets in $(VITRT_TENSORRT_HEADERS) (<version>/include; the newest is linked, the others compile-checked, all

@@ -4,8 +4,9 @@
     python benchmarks/serve_load.py --artifact model.onnx # any single-input ONNX model
     python benchmarks/serve_load.py --quick               # shorter points, for a smoke run
 
-Three servers run side by side on 127.0.0.1, one per mode: batching (max batch 8, greedy: no queue delay),
-batching with a 2 ms queue delay, and no batching (max batch 1). Closed-loop clients drive them at concurrency 1,
+Five servers run side by side on 127.0.0.1, one per mode: batching (max batch 8, greedy: no queue delay),
+batching with a 2 ms queue delay, no batching (max batch 1), and batching with shadow parity at rate 0.05 and 1.0
+(the same file on ONNX Runtime FP32 as the reference). Closed-loop clients drive them at concurrency 1,
 4, 16 and 64; each client owns one keep-alive connection and sends KServe v2 infer requests with the input as a
 Triton binary tensor. The modes are measured in interleaved slices (rotating order, several rounds), so load from
 other work on the machine hits every mode alike. Every slice has a warm-up, a fixed length and a request cap, so
@@ -49,7 +50,12 @@ MODES = {
     "batching": {"max_batch": 8, "max_queue_delay_ms": 0.0},
     "batching_delay_2ms": {"max_batch": 8, "max_queue_delay_ms": 2.0},
     "no_batching": {"max_batch": 1, "max_queue_delay_ms": 0.0},
+    # Shadow parity on the batching set-up: the same file on ONNX Runtime FP32 as the reference, in one
+    # low-priority thread; 5 % of requests, and every request (where the bounded queue must drop, not slow down).
+    "batching_shadow_5pct": {"max_batch": 8, "max_queue_delay_ms": 0.0, "shadow_rate": 0.05},
+    "batching_shadow_100pct": {"max_batch": 8, "max_queue_delay_ms": 0.0, "shadow_rate": 1.0},
 }
+SHADOW_QUEUE = 64
 
 
 # ---- the model under test -------------------------------------------------------------------------------------
@@ -110,6 +116,11 @@ def start_server(artifact: Path, mode: dict, port: int, log_path: Path, threads:
     ]  # fmt: skip
     if threads:
         command += ["--backend-option", f"intra_op_threads={threads}"]
+    if mode.get("shadow_rate") is not None:
+        command += [
+            "--shadow", str(artifact), "--shadow-backend", "onnxruntime", "--shadow-option", "intra_op_threads=1",
+            "--shadow-rate", str(mode["shadow_rate"]), "--shadow-queue-size", str(SHADOW_QUEUE), "--shadow-seed", "0",
+        ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("VITRT_API_KEY", None)
     process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -143,6 +154,17 @@ def server_successes(port: int) -> float:
         if line.startswith("nv_inference_request_success{") and f'model="{MODEL_NAME}"' in line:
             return float(line.rsplit(" ", 1)[1])
     raise RuntimeError("nv_inference_request_success not found in /metrics")
+
+
+def shadow_counters(port: int) -> dict[str, float]:
+    """The server's vitrt_shadow_{sampled,dropped,compared,errors}_total for the benchmark model."""
+    _, body = asyncio.run(_one_shot(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+    counters = {}
+    for line in body.decode().splitlines():
+        for key in ("sampled", "dropped", "compared", "errors"):
+            if line.startswith(f"vitrt_shadow_{key}_total{{") and f'model="{MODEL_NAME}"' in line:
+                counters[key] = float(line.rsplit(" ", 1)[1])
+    return counters
 
 
 # ---- load generator -------------------------------------------------------------------------------------------
@@ -374,7 +396,7 @@ def markdown(report: dict) -> str:
         "",
         f"Model: {report['model']}. Requests: KServe v2 infer, batch 1, input as a Triton binary tensor; "
         f"server and load generator share the machine (loopback). Closed-loop clients, one keep-alive connection "
-        f"each. The three servers run side by side and are measured in interleaved slices ({report['rounds']} rounds "
+        f"each. The servers run side by side and are measured in interleaved slices ({report['rounds']} rounds "
         f"of {report['slice_s']} s per mode and concurrency, each after {report['warmup_s']} s of warm-up), so "
         "background load affects every mode alike; the bare backend is measured between the concurrency-1 slices.",
         "",
@@ -404,6 +426,8 @@ def markdown(report: dict) -> str:
     for mode, points in report["modes"].items():
         settings = report["settings"][mode]
         label = f"{mode} (max batch {settings['max_batch']}, delay {settings['max_queue_delay_ms']} ms)"
+        if settings.get("shadow_rate") is not None:
+            label = f"{mode} (as batching, shadow rate {settings['shadow_rate']})"
         for p in points["points"]:
             lines.append(
                 f"| {label} | {p['concurrency']} | {p['throughput_rps']} | {p['p50_ms']} | {p['p90_ms']} | "
@@ -423,6 +447,25 @@ def markdown(report: dict) -> str:
         f"| httpx AsyncClient (keep-alive, JSON) | {h['concurrency']} | {h['throughput_rps']} | {h['p50_ms']} | "
         f"{h['p99_ms']} | {h['requests']} | {h['ok']} | {h['failed']} | {h['lost']} |",
     ]
+    shadow = report["summary"].get("shadow") or {}
+    if shadow:
+        lines += [
+            "",
+            "## Shadow parity",
+            "",
+            "The batching server with `--shadow` (the same file on ONNX Runtime FP32 as the reference, one "
+            f"low-priority worker thread, a queue of {SHADOW_QUEUE} samples), against the batching server without "
+            "it, from the same interleaved slices. Counters are the server's `vitrt_shadow_*_total` after the run.",
+            "",
+            "| mode | c16 throughput / batching | c16 p99 / batching | sampled | compared | dropped | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for mode, row in shadow.items():
+            c = row["counters"]
+            lines.append(
+                f"| {mode} | {row['throughput_ratio_c16']} | {row['p99_ratio_c16']} | {c.get('sampled', 0):.0f} | "
+                f"{c.get('compared', 0):.0f} | {c.get('dropped', 0):.0f} | {c.get('errors', 0):.0f} |"
+            )
     summary = report["summary"]
     lines += ["", "## Targets", ""]
     for mode, ratio in summary["speedup_c16"].items():
@@ -439,6 +482,22 @@ def markdown(report: dict) -> str:
         )
         lines.append(
             f"* Server overhead at concurrency 1 ({mode}), p50 minus bare backend p50: **{overhead} ms** ({target})."
+        )
+    if "batching_shadow_5pct" in shadow:
+        row = shadow["batching_shadow_5pct"]
+        met = row["throughput_ratio_c16"] >= 0.95 and row["p99_ratio_c16"] <= 1.10
+        lines.append(
+            f"* Shadow rate 0.05 at concurrency 16: throughput **{row['throughput_ratio_c16']}x** of no shadow "
+            f"(target >= 0.95), p99 **{row['p99_ratio_c16']}x** (target <= 1.10): {'met' if met else 'NOT met'}."
+        )
+    if "batching_shadow_100pct" in shadow:
+        row = shadow["batching_shadow_100pct"]
+        drops = row["counters"].get("dropped", 0)
+        lines.append(
+            f"* Shadow rate 1.0: the queue dropped **{drops:.0f}** of {row['counters'].get('sampled', 0):.0f} samples "
+            f"instead of slowing requests (throughput at concurrency 16 **{row['throughput_ratio_c16']}x** of no "
+            f"shadow; failed or lost requests of that mode: {row['failed_or_lost']}): "
+            f"{'met' if drops > 0 and row['failed_or_lost'] == 0 else 'NOT met'}."
         )
     backend_gain = bare["batch1"]["p50_per_sample_ms"] / bare["batch8"]["p50_per_sample_ms"]
     lines += [
@@ -519,6 +578,7 @@ def main() -> None:
                     points[mode].append(summarize(concurrency, slices[mode]))
                     print(f"{mode} c={concurrency}: {points[mode][-1]}", flush=True)
             counted = {mode: server_successes(port) - before[mode] for mode, port in ports.items()}
+            shadowed = {mode: shadow_counters(ports[mode]) for mode in MODES if "shadow_rate" in MODES[mode]}
             before_httpx = server_successes(ports["batching"])
             httpx_row = asyncio.run(
                 run_httpx_keepalive(ports["batching"], json_infer_body(artifact), 64, args.httpx_requests)
@@ -556,7 +616,18 @@ def main() -> None:
             "speedup_c16": {
                 m: round(by_mode[m][16]["throughput_rps"] / by_mode["no_batching"][16]["throughput_rps"], 2)
                 for m in by_mode
-                if m != "no_batching"
+                if m != "no_batching" and "shadow_rate" not in MODES[m]
+            },
+            "shadow": {
+                m: {
+                    "throughput_ratio_c16": round(
+                        by_mode[m][16]["throughput_rps"] / by_mode["batching"][16]["throughput_rps"], 3
+                    ),
+                    "p99_ratio_c16": round(by_mode[m][16]["p99_ms"] / by_mode["batching"][16]["p99_ms"], 3),
+                    "counters": counters,
+                    "failed_or_lost": sum(p["failed"] + p["lost"] for p in report["modes"][m]["points"]),
+                }
+                for m, counters in shadowed.items()
             },
             "overhead_c1_ms": {m: round(by_mode[m][1]["p50_ms"] - bare_p50, 3) for m in by_mode},
             "failed_or_lost": failed_or_lost,

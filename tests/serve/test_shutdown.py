@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import termios
+import threading
 import time
 
 import httpx
@@ -16,6 +20,8 @@ import pytest
 from serve_support import SRC, free_port, metric, scrape, start_server
 
 from vitrt.engines import load
+
+REPO = SRC.parent
 
 
 def test_sigterm_drains_queued_requests(tiny_digits, tmp_path):
@@ -101,3 +107,61 @@ def test_stopping_the_server_of_a_make_target_ends_make_with_0(tiny_digits, tmp_
             make.wait()
     assert make.returncode == 0, output[-2000:]
     assert "make: ***" not in output and "Terminated" not in output and "Interrupt" not in output
+
+
+def _run_on_a_terminal(
+    argv: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen, int, threading.Thread, list[bytes]]:
+    """Start argv as the session leader of a fresh pseudo-terminal, the way a user's shell starts `make demo`."""
+    master, slave = os.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=own_terminal, close_fds=True
+    )
+    os.close(slave)
+    output: list[bytes] = []
+
+    def drain() -> None:  # a full pty buffer would block the server's log writes
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                output.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    return process, master, reader, output
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_ctrl_c_on_the_make_demo_terminal_ends_make_with_0(tiny_digits, tmp_path):
+    """Ctrl-C on the terminal reaches every process of the foreground job: the real Makefile's serve-demo step must
+    hand the terminal to the server alone, so make ends with the server's clean 0 instead of dying by SIGINT."""
+    port = free_port()
+    shutil.copy(tiny_digits[1], tmp_path / "digits.onnx")
+    python = sys.executable
+    argv = ["make", "-C", str(REPO), "--no-print-directory", "serve-demo", f"PY={python}", f"VITRT={python} -m vitrt"]
+    argv += [f"OUT={tmp_path}", "DEMO_MODEL=digits", f"DEMO_PORT={port}"]
+    make, terminal, reader, output = _run_on_a_terminal(argv, {**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert make.poll() is None and time.monotonic() < deadline, b"".join(output).decode(errors="replace")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        os.write(terminal, b"\x03")  # what the terminal driver turns into SIGINT for the foreground process group
+        make.wait(30)
+        reader.join(10)  # the terminal reads EOF once the last process holding it has exited
+    finally:
+        if make.poll() is None:
+            make.kill()
+            make.wait()
+        os.close(terminal)
+    text = b"".join(output).decode(errors="replace")
+    assert make.returncode == 0, text[-2000:]
+    assert "shutdown complete" in text and "Interrupt" not in text and "Traceback" not in text

@@ -39,6 +39,7 @@ _COMMAND_MODULES = [
     "vitrt.cli.triton",
     "vitrt.cli.quantize",
     "vitrt.cli.bench",
+    "vitrt.cli.triton_env",
 ]
 
 

@@ -12,16 +12,40 @@ from vitrt.cli import app, make_console
 
 @app.command("parity")
 def parity_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")],
-    artifact: Annotated[Path, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")
+    ] = None,
+    artifact: Annotated[
+        Path | None, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="Re-run the inputs a server kept (vitrt serve --shadow-keep DIR) through its primary and "
+            "reference, and PyTorch per block.",
+        ),
+    ] = None,
     arch: str = typer.Option(None, "--arch", help="Architecture of a checkpoint (default: the artifact's)."),
     backends: str = typer.Option(
-        None, "--backends", help="Comma-separated runtimes: torch,onnxruntime,tensorrt (default: the artifact's)."
+        None,
+        "--backends",
+        help="Comma-separated runtimes: torch,onnxruntime,openvino,tensorrt (default: the artifact's).",
     ),
     inputs: str = typer.Option("random", "--inputs", help="random, demo-digits, or an ImageFolder directory."),
     n: int = typer.Option(64, "--n", help="Number of samples (0 = the whole data set)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default: min(32, n, engine max))."),
-    precision: str = typer.Option(None, "--precision", help="fp32, fp16 or bf16: default budgets (and builds)."),
+    precision: str = typer.Option(
+        None,
+        "--precision",
+        help="fp32, fp16 or bf16: what openvino runs (and tensorrt builds) and the budget (per model where known).",
+    ),
+    openvino_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--openvino-option", help="KEY=VALUE for the openvino backend, e.g. keep_fp32=fragile (repeatable)."
+        ),
+    ] = None,
     budget_max_abs: float = typer.Option(None, "--budget-max-abs", help="Override: max abs logit error."),
     budget_mean_abs: float = typer.Option(None, "--budget-mean-abs", help="Override: mean abs logit error."),
     budget_min_cosine: float = typer.Option(None, "--budget-min-cosine", help="Override: min cosine similarity."),
@@ -47,7 +71,8 @@ def parity_command(
     """Check that an exported artifact matches its PyTorch model (exit 3 when over budget)."""
 
     from vitrt.cli.logs import configure_logging
-    from vitrt.errors import ValidationError
+    from vitrt.cli.serve import _parse_backend_options
+    from vitrt.errors import ValidationError, VitrtError
     from vitrt.parity import run_parity
 
     configure_logging()
@@ -59,6 +84,14 @@ def parity_command(
         "max_accuracy_drop": budget_max_accuracy_drop,
         "block_rel": budget_block_rel,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if replay is not None:
+        if artifact is not None:
+            raise VitrtError("give either --replay DIR or --artifact, not both")
+        _replay(replay, model, overrides, report, device, plugins)
+        return
+    if model is None or artifact is None:
+        raise VitrtError("give --model and --artifact (or --replay DIR with a shadow keep folder)")
     result = run_parity(
         model,
         artifact,
@@ -68,7 +101,7 @@ def parity_command(
         n=None if n == 0 else n,
         batch_size=batch_size,
         precision=precision,
-        budget_overrides={k: v for k, v in overrides.items() if v is not None},
+        budget_overrides=overrides,
         per_block=per_block,
         device=device,
         seed=seed,
@@ -76,6 +109,7 @@ def parity_command(
         allow_mismatch=ignore_manifest_mismatch,
         report=report,
         trust_checkpoint=trust_checkpoint,
+        openvino_options=_parse_backend_options(openvino_option or [], "--openvino-option"),
     )
     result.print(make_console())
     if report is not None:
@@ -88,3 +122,28 @@ def parity_command(
         where = f"; first divergent block {', '.join(divergent)}" if divergent else ""
         raise ValidationError(f"parity over budget: {failures[0]}{more}{where}")
     typer.echo("parity: all backends within budget")
+
+
+def _replay(
+    directory: Path,
+    model: str | None,
+    overrides: dict[str, float],
+    report: Path | None,
+    device: str,
+    plugins: str | None,
+) -> None:
+    from vitrt.errors import ValidationError
+    from vitrt.parity.replay import replay
+
+    # Replay always localises per block when the PyTorch model is known.
+    result = replay(directory, model=model, budget_overrides=overrides, device=device, plugins=plugins)
+    result.print(make_console())
+    if report is not None:
+        typer.echo(f"report: {result.write(report)}")
+    if not result.passed:
+        failures = result.failures()
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        divergent = [f"{k}: {v}" for k, v in result.first_divergent_blocks().items() if v]
+        where = f"; first divergent block {', '.join(divergent)}" if divergent else ""
+        raise ValidationError(f"replay over budget: {failures[0]}{more}{where}")
+    typer.echo("replay: every kept input is within budget now")

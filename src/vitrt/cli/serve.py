@@ -15,8 +15,15 @@ from vitrt.cli import app
 class Backend(StrEnum):
     auto = "auto"
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
     tensorrt = "tensorrt"
     torch = "torch"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 class NonFinite(StrEnum):
@@ -31,7 +38,16 @@ class LogLevel(StrEnum):
     error = "error"
 
 
-_MODEL_FLAGS = ("--name", "--backend", "--max-batch", "--max-queue-delay-ms", "--instances", "--queue-size")
+_MODEL_FLAGS = (
+    "--name",
+    "--backend",
+    "--precision",
+    "--max-batch",
+    "--max-queue-delay-ms",
+    "--instances",
+    "--queue-size",
+    "--shadow*",
+)
 
 
 @app.command("serve")
@@ -43,7 +59,19 @@ def serve_command(
         Path | None, typer.Option("--config", "-c", help="YAML file with server settings and a models list.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name in URLs (default: the file stem or zoo name).")] = None,
-    backend: Annotated[Backend | None, typer.Option(help="Runtime (default auto: chosen from the artifact).")] = None,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            help="Runtime (default auto: from the artifact; an ONNX file on a CPU-only machine runs on the faster of "
+            "onnxruntime and openvino, measured at start-up)."
+        ),
+    ] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            help="OpenVINO inference precision (fp32, bf16, fp16); with --backend auto, bf16/fp16 pick openvino."
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     max_batch: Annotated[int | None, typer.Option(help="Largest batch one execution runs (default 8).")] = None,
@@ -68,6 +96,70 @@ def serve_command(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One JSON log line per request (default on).")
     ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow",
+            help="Shadow parity: re-run sampled requests on this reference (ONNX file, plan or zoo model).",
+            rich_help_panel="Shadow parity",
+        ),
+    ] = None,
+    shadow_backend: Annotated[
+        Backend | None, typer.Option(help="Runtime of the reference (default auto).", rich_help_panel="Shadow parity")
+    ] = None,
+    shadow_option: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=VALUE for the reference's loader (repeatable).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_rate: Annotated[
+        float | None,
+        typer.Option(help="Fraction of requests re-run, 0-1 (default 0.01).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_window: Annotated[
+        int | None,
+        typer.Option(help="Compared requests in the sliding window (default 256).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_precision: Annotated[
+        str | None,
+        typer.Option(help="Default budget: fp32, fp16 or bf16 (default fp32).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="FIELD=VALUE budget override, e.g. max_abs=1e-3 or min_top1_agreement=0.99 (repeatable).",
+            rich_help_panel="Shadow parity",
+        ),
+    ] = None,
+    shadow_policy: Annotated[
+        str | None,
+        typer.Option(
+            help="On a breach: log, unready (readiness false) or fallback (serve the reference) (default log).",
+            rich_help_panel="Shadow parity",
+        ),
+    ] = None,
+    shadow_queue_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples waiting for the reference before drops (default 64).", rich_help_panel="Shadow parity"
+        ),
+    ] = None,
+    shadow_threads: Annotated[
+        int | None,
+        typer.Option(help="Reference worker threads, at lower priority (default 1).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_keep: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save inputs of requests over budget here (for vitrt parity --replay).",
+            rich_help_panel="Shadow parity",
+        ),
+    ] = None,
+    shadow_keep_max: Annotated[
+        int | None, typer.Option(help="Most inputs kept (default 100).", rich_help_panel="Shadow parity")
+    ] = None,
+    shadow_seed: Annotated[
+        int | None, typer.Option(help="Seed of the sampler (default random).", rich_help_panel="Shadow parity")
+    ] = None,
 ) -> None:
     """Serve models over KServe v2 REST (Triton-compatible) with dynamic batching, metrics and an image endpoint.
 
@@ -84,9 +176,10 @@ def serve_command(
     from vitrt.serve.repository import ModelRepository
     from vitrt.serve.server import Server, bind_socket
 
-    model_flags = {
+    model_flags: dict[str, Any] = {
         "name": name,
         "backend": backend.value if backend else None,
+        "precision": precision.value if precision else None,
         "max_batch_size": max_batch,
         "max_queue_delay_ms": max_queue_delay_ms,
         "instances": instances,
@@ -94,6 +187,25 @@ def serve_command(
     }
     model_flags = {key: value for key, value in model_flags.items() if value is not None}
     options = _parse_backend_options(backend_option or [])
+    shadow_flags = {
+        "backend": shadow_backend.value if shadow_backend else None,
+        "backend_options": _parse_backend_options(shadow_option or [], "--shadow-option") or None,
+        "rate": shadow_rate,
+        "window": shadow_window,
+        "precision": shadow_precision,
+        "budget": _parse_budget(shadow_budget or []) or None,
+        "policy": shadow_policy,
+        "queue_size": shadow_queue_size,
+        "threads": shadow_threads,
+        "keep": str(shadow_keep) if shadow_keep is not None else None,
+        "keep_max": shadow_keep_max,
+        "seed": shadow_seed,
+    }
+    shadow_flags = {key: value for key, value in shadow_flags.items() if value is not None}
+    if shadow is not None:
+        model_flags["shadow"] = {"reference": shadow, **shadow_flags}
+    elif shadow_flags:
+        raise ConfigError("--shadow-* options need --shadow REFERENCE")
     if config_file is not None:
         if artifact is not None:
             raise ConfigError("give either an ARTIFACT or --config, not both")
@@ -157,7 +269,22 @@ def _default_name(artifact: str) -> str:
     return cleaned[:128] or "model"
 
 
-def _parse_backend_options(items: list[str]) -> dict[str, Any]:
+def _parse_budget(items: list[str]) -> dict[str, float]:
+    from vitrt.serve.config import ConfigError
+
+    budget: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            budget[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--shadow-budget expects FIELD=NUMBER, got {item!r}") from None
+    return budget
+
+
+def _parse_backend_options(items: list[str], flag: str = "--backend-option") -> dict[str, Any]:
     import yaml
 
     from vitrt.serve.config import ConfigError
@@ -166,7 +293,7 @@ def _parse_backend_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise ConfigError(f"--backend-option expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:

@@ -105,10 +105,14 @@ class OpSpec:
         return float(tol["atol"]), float(tol["rtol"])
 
 
+# Where a wheel carries `plugins/` (pyproject's force-include); `vitrt triton-env` copies it there too.
+PLUGINS_PACKAGE_DIR = "_plugins_src"
+
+
 def plugins_source_dir() -> Path:
     """The plugin source tree: shipped inside the wheel, or `plugins/` of a source checkout."""
     package_dir = Path(__file__).resolve().parents[1]
-    for candidate in (package_dir / "_plugins_src", package_dir.parents[1] / "plugins"):
+    for candidate in (package_dir / PLUGINS_PACKAGE_DIR, package_dir.parents[1] / "plugins"):
         if (candidate / OP_DIRS[0]).is_dir():
             return candidate
     raise FileNotFoundError("vitrt plugin sources not found (expected vitrt/_plugins_src or ./plugins)")

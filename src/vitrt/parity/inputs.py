@@ -42,6 +42,11 @@ def load_inputs(spec: str | Path, metadata: ModelMetadata, n: int | None, seed: 
     directory = Path(text)
     if not directory.is_dir():
         raise VitrtError(f"--inputs must be 'random', 'demo-digits' or a directory; {text!r} is none of these")
+    from vitrt.parity.replay import INDEX_NAME, kept_images
+
+    if (directory / INDEX_NAME).is_file():  # a shadow keep folder (vitrt serve --shadow-keep)
+        images, source = kept_images(directory, n)
+        return ParityInputs(images, None, source)
     return load_image_folder(directory, metadata, n)
 
 

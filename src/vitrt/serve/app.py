@@ -31,7 +31,7 @@ from vitrt.serve.errors import ServeError
 from vitrt.serve.metrics import ServerMetrics
 from vitrt.serve.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from vitrt.serve.repository import ModelRepository
-from vitrt.serve.routers import classify, kserve, metrics, ui
+from vitrt.serve.routers import classify, kserve, metrics, shadow, ui
 from vitrt.serve.schemas import ClassifyJsonRequest, InferenceRequest
 
 log = logging.getLogger("vitrt.serve")
@@ -70,6 +70,7 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
     app.include_router(kserve.router)
     app.include_router(classify.router)
     app.include_router(metrics.router)
+    app.include_router(shadow.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=str(ui.STATIC_DIR)), name="static")
     ui.install_docs(app)

@@ -13,6 +13,16 @@ models:
     instances: 1
     max_queue_size: 128
     backend_options: {intra_op_threads: 2}
+    shadow:                      # optional: shadow parity against a reference (see docs/serving.md)
+      reference: out/agent_digits.onnx
+      backend: onnxruntime
+      rate: 0.05
+      policy: unready
+  - name: digits-fast
+    artifact: out/agent_digits.onnx
+    backend: openvino        # or auto: on a CPU-only machine the faster of onnxruntime and openvino, measured
+    precision: bf16          # openvino only: fp32 | bf16 | fp16
+    backend_options: {threads: 2, performance_hint: throughput}
 """
 
 from __future__ import annotations
@@ -24,12 +34,47 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from vitrt.errors import VitrtError
 
-BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "torch"]
+Precision = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["reject", "allow"]
+ShadowPolicy = Literal["log", "unready", "fallback"]
 
 
 class ConfigError(VitrtError):
     """A serve configuration (flags or YAML) that cannot be used."""
+
+
+class ShadowConfig(BaseModel):
+    """Shadow parity: a sampled fraction of live requests re-run on a reference backend, off the request path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(description="ONNX file, TensorRT plan or zoo model name computing the reference outputs")
+    backend: BackendName = Field(default="auto", description="runtime of the reference (e.g. onnxruntime FP32)")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    rate: float = Field(default=0.01, ge=0, le=1, description="fraction of requests re-run on the reference")
+    window: int = Field(default=256, ge=1, le=1_000_000, description="compared requests the figures cover")
+    min_samples: int = Field(default=1, ge=1, description="compared requests before a breach can be declared")
+    precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="selects the default budget")
+    budget: dict[str, float] = Field(default_factory=dict, description="parity budget fields that override defaults")
+    policy: ShadowPolicy = "log"
+    queue_size: int = Field(default=64, ge=1, le=100_000, description="samples waiting for the reference")
+    threads: int = Field(default=1, ge=1, le=64, description="reference worker threads (run at lower priority)")
+    keep: str | None = Field(default=None, description="folder keeping the inputs of requests over budget")
+    keep_max: int = Field(default=100, ge=1, le=100_000, description="most inputs kept in the folder")
+    keep_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="most bytes kept in the folder")
+    seed: int | None = Field(default=None, description="seed of the sampler (default: random)")
+
+    @field_validator("budget")
+    @classmethod
+    def _known_budget_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        from vitrt.parity.budgets import default_budget
+
+        try:
+            default_budget("fp32").with_overrides(value)
+        except VitrtError as err:  # unknown or negative fields
+            raise ValueError(str(err)) from None
+        return value
 
 
 class ModelConfig(BaseModel):
@@ -40,6 +85,11 @@ class ModelConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
     artifact: str = Field(description="ONNX file, TensorRT plan, or a vitrt zoo model name")
     backend: BackendName = "auto"
+    precision: Precision | None = Field(
+        default=None,
+        description="inference precision of the openvino backend (auto with bf16/fp16 picks openvino); a TensorRT "
+        "engine keeps the precision it was built with",
+    )
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     max_batch_size: int = Field(default=8, ge=1, le=4096, description="largest batch one execution runs")
     max_queue_delay_ms: float = Field(
@@ -54,6 +104,24 @@ class ModelConfig(BaseModel):
     nonfinite: NonFinitePolicy | None = Field(default=None, description="overrides the server-wide policy")
     warmup: bool = True
     backend_options: dict[str, Any] = Field(default_factory=dict)
+    shadow: ShadowConfig | None = Field(default=None, description="shadow parity against a reference backend")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_spelling(cls, value: Any) -> Any:
+        aliases = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bfloat16": "bf16"}
+        return aliases.get(str(value).lower(), str(value).lower()) if value is not None else None
+
+    @model_validator(mode="after")
+    def _precision_backend(self) -> ModelConfig:
+        if self.precision is not None and self.backend not in ("auto", "openvino"):
+            raise ValueError(
+                f"precision is an option of the openvino backend (or auto), not {self.backend}; a TensorRT engine "
+                "keeps the precision it was built with (vitrt build --precision)"
+            )
+        if self.precision is not None and "precision" in self.backend_options:
+            raise ValueError("precision is given twice (precision and backend_options.precision)")
+        return self
 
 
 class ServerConfig(BaseModel):
@@ -132,4 +200,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             candidate = file.parent / model["artifact"]
             if not Path(model["artifact"]).is_absolute() and candidate.exists():
                 model["artifact"] = str(candidate)
+        shadow = model.get("shadow") if isinstance(model, dict) else None
+        if isinstance(shadow, dict) and isinstance(shadow.get("reference"), str):
+            candidate = file.parent / shadow["reference"]
+            if not Path(shadow["reference"]).is_absolute() and candidate.exists():
+                shadow["reference"] = str(candidate)
     return data

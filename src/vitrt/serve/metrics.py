@@ -10,12 +10,13 @@ Two groups:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vitrt.serve.batching import ExecutionRecord, InferenceResult
@@ -89,6 +90,7 @@ class ServerMetrics:
         # Counter children by (method, route, status): `labels()` locks and re-validates on every call.
         self._http_children: dict[tuple[str, str, int], Counter] = {}
         self.registry.register(_TritonCollector(models))
+        self.registry.register(_ShadowCollector(models))
 
     def bind(self, model: ObservedModel) -> ModelMetrics:
         """Label children for one model, created up front so every series exists from the first scrape."""
@@ -176,3 +178,73 @@ class _TritonCollector(Collector):
             pending.add_metric([model.name, model.version], model.batcher.queue_depth)
         yield from metrics.values()
         yield pending
+
+
+class _ShadowCollector(Collector):
+    """`vitrt_shadow_*` families of the models with shadow parity on, read from their monitors at scrape time."""
+
+    _COUNTERS = {
+        "sampled": "Requests picked for a comparison with the shadow reference",
+        "dropped": "Sampled requests dropped because the shadow queue was full",
+        "compared": "Sampled requests compared with the reference",
+        "errors": "Sampled requests the reference failed to run",
+        "disagreements": "Compared samples whose top-1 class differs from the reference's",
+        "over_budget": "Compared requests over the parity budget on their own",
+        "nonfinite": "Compared requests with NaN or Inf in the served outputs",
+        "breaches": "Times the window went over the parity budget",
+        "fallback_requests": "Requests answered by the reference under the fallback policy",
+        "kept": "Inputs over budget saved to the keep folder",
+    }
+    _GAUGES = {
+        "max_abs": "Largest absolute output difference over the window",
+        "mean_abs": "Mean absolute output difference over the window",
+        "min_cosine": "Smallest per-sample cosine similarity over the window",
+        "top1_agreement": "Top-1 agreement with the reference over the window",
+    }
+
+    def __init__(self, models: Callable[[], Iterable[ObservedModel]]) -> None:
+        self._models = models
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from vitrt.serve.shadow import ERROR_BUCKETS
+
+        labels = ["model", "version"]
+        counters = {
+            key: CounterMetricFamily(f"vitrt_shadow_{key}", doc, labels=labels) for key, doc in self._COUNTERS.items()
+        }
+        gauges = {
+            key: GaugeMetricFamily(f"vitrt_shadow_window_{key}", doc, labels=[*labels, "output"])
+            for key, doc in self._GAUGES.items()
+        }
+        breached = GaugeMetricFamily(
+            "vitrt_shadow_breached", "1 while the window is over budget (latched)", labels=labels
+        )
+        queued = GaugeMetricFamily("vitrt_shadow_queue_depth", "Samples waiting for the reference", labels=labels)
+        errors = HistogramMetricFamily(
+            "vitrt_shadow_max_abs_error", "Largest absolute output difference per compared request", labels=labels
+        )
+        families: list[Metric] = [*counters.values(), *gauges.values(), breached, queued, errors]
+        for model in self._models():
+            shadow = getattr(model, "shadow", None)
+            if shadow is None:
+                continue
+            key = [model.name, model.version]
+            snapshot = shadow.snapshot()
+            values = snapshot["counters"]
+            for name, counter in counters.items():
+                counter.add_metric(key, values[name])
+            for output, figures in snapshot["window"].items():
+                for name, gauge in gauges.items():
+                    if figures[name] is not None and math.isfinite(figures[name]):
+                        gauge.add_metric([*key, output], figures[name])
+            breached.add_metric(key, 1.0 if snapshot["breached"] else 0.0)
+            queued.add_metric(key, snapshot["queued"])
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, ERROR_BUCKETS), "+Inf"], values["error_buckets"], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            errors.add_metric(key, buckets, values["error_sum"])
+        yield from families

@@ -19,9 +19,15 @@ from vitrt.serve.errors import InferenceFailedError, InvalidRequestError, Servic
 from vitrt.serve.metrics import ModelMetrics
 from vitrt.serve.protocol import datatype_of, triton_config_type
 from vitrt.serve.schemas import ModelMetadataResponse, ModelSummary, TensorMetadata
+from vitrt.serve.shadow import ShadowMonitor
 from vitrt.serve.stats import ModelStats
 
-_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch"}
+_PLATFORMS = {
+    "onnxruntime": "onnxruntime_onnx",
+    "openvino": "openvino",
+    "tensorrt": "tensorrt_plan",
+    "torch": "pytorch",
+}
 
 
 class ServedModel:
@@ -44,6 +50,7 @@ class ServedModel:
         self.platform = _PLATFORMS.get(backend.name, backend.name)
         self.stats = ModelStats()
         self.metrics: ModelMetrics | None = None
+        self.shadow: ShadowMonitor | None = None
         self.batcher = DynamicBatcher(
             config.name,
             backend,
@@ -58,16 +65,22 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
-        return self.batcher.running
+        return self.batcher.running and not (self.shadow is not None and self.shadow.blocks_readiness)
 
     async def start(self) -> None:
         await self.batcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
 
     async def stop(self, timeout_s: float) -> None:
         await self.batcher.stop(timeout_s)
+        if self.shadow is not None:
+            self.shadow.stop()
 
     def close(self) -> None:
         self.backend.close()
+        if self.shadow is not None:
+            self.shadow.close()
 
     # ---- inference -------------------------------------------------------------------------------------------
 
@@ -130,12 +143,22 @@ class ServedModel:
         *,
         started: float,
         timeout_s: float | None = None,
+        request_id: str = "",
     ) -> InferenceResult:
-        """Validate, queue, wait; records success/failure statistics. `started` is the request's perf_counter."""
+        """Validate, queue, wait; records success/failure statistics. `started` is the request's perf_counter.
+
+        With shadow parity on, the finished request is offered to the shadow monitor (never waiting for it), or,
+        under the `fallback` policy after a breach, answered by the reference backend instead of the batcher."""
+        shadow = self.shadow
         try:
             feeds = self.validate(inputs)
             names = self.resolve_outputs(output_names)
-            result = await self.batcher.infer(feeds, names, timeout_s or self.request_timeout_s)
+            if shadow is not None and shadow.serving_reference:
+                result = await self._infer_reference(shadow, feeds, names)
+            else:
+                result = await self.batcher.infer(feeds, names, timeout_s or self.request_timeout_s)
+                if shadow is not None:
+                    shadow.offer(request_id, feeds, result.outputs)
         except ServiceUnavailableError:
             self.record_failure("REJECTED", started)
             raise
@@ -153,6 +176,17 @@ class ServedModel:
         if self.metrics is not None:
             self.metrics.observe_success(elapsed, result)
         return result
+
+    async def _infer_reference(
+        self, shadow: ShadowMonitor, feeds: dict[str, np.ndarray], names: list[str]
+    ) -> InferenceResult:
+        began = time.perf_counter()
+        try:
+            outputs = await shadow.infer_reference(feeds, names)
+        except Exception as err:
+            raise InferenceFailedError(f"model {self.name!r}: the fallback reference failed: {err}") from None
+        size = int(next(iter(feeds.values())).shape[0])
+        return InferenceResult(outputs, 0.0, 0.0, time.perf_counter() - began, 0.0, [size])
 
     def record_failure(self, reason: str, started: float) -> None:
         self.stats.record_failure(reason, time.perf_counter() - started)

@@ -16,6 +16,7 @@ from vitrt.files import CHECKPOINT_SUFFIXES
 from vitrt.serve.config import ModelConfig, ServerConfig
 from vitrt.serve.errors import NotFoundError
 from vitrt.serve.model import ServedModel
+from vitrt.serve.shadow import ShadowMonitor
 
 log = logging.getLogger("vitrt.serve")
 
@@ -45,14 +46,27 @@ class ModelRepository:
                     nonfinite=config.policy_for(model_config),
                     request_timeout_s=config.request_timeout_s,
                 )
+                models.append(served)
+                if model_config.shadow is not None:
+                    served.shadow = load_shadow(model_config, backend, workdir, loader)
                 if model_config.warmup:
                     _warmup(served)
-                models.append(served)
+                if backend.selection_reason and model_config.backend == "auto":
+                    log.info(
+                        "backend chosen",
+                        extra={
+                            "model": served.name,
+                            "backend": backend.name,
+                            "runtime": backend.describe(),
+                            "why": backend.selection_reason,
+                        },
+                    )
                 log.info(
                     "loaded model",
                     extra={
                         "model": served.name,
                         "backend": backend.name,
+                        "runtime": backend.describe(),
                         "artifact": model_config.artifact,
                         "max_batch_size": served.batcher.max_batch_size,
                     },
@@ -110,6 +124,11 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
 
         loader = load
     options: dict[str, Any] = dict(config.backend_options)
+    if config.precision is not None:
+        options["precision"] = config.precision
+    if config.backend == "auto":  # on a CPU-only machine: the faster of onnxruntime and openvino, measured
+        options.setdefault("cpu_probe", True)
+        options.setdefault("probe_batch", min(config.max_batch_size, 8))
     artifact = Path(config.artifact).expanduser()
     try:
         if artifact.exists():
@@ -122,6 +141,62 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
         raise type(err)(message if config.name in message else f"model {config.name!r}: {message}") from None
     except TypeError as err:  # backend options the backend does not take
         raise ArtifactError(f"model {config.name!r}: bad backend option ({err})") from None
+
+
+def load_shadow(
+    config: ModelConfig, primary: InferenceBackend, workdir: Path, loader: BackendLoader | None = None
+) -> ShadowMonitor:
+    """The model's shadow monitor with its reference backend, refused (ConfigError) when the reference does not take
+    the primary's inputs and produce its outputs."""
+    from vitrt.serve.shadow import ShadowMonitor, check_compatible
+
+    shadow = config.shadow
+    assert shadow is not None
+    shadow = shadow.model_copy(update={"reference": _located(shadow.reference)})
+    reference_config = ModelConfig(
+        name=f"{config.name}.shadow",
+        artifact=shadow.reference,
+        backend=shadow.backend,
+        backend_options=shadow.backend_options,
+        warmup=False,
+    )
+    reference = load_backend(reference_config, workdir, loader)
+    try:
+        check_compatible(config.name, primary, reference)
+        metadata = primary.metadata
+        statistics = {}
+        if metadata is not None and metadata.input_name:
+            statistics[metadata.input_name] = {
+                "normalize_mean": list(metadata.mean),
+                "normalize_std": list(metadata.std),
+            }
+        monitor = ShadowMonitor(
+            config.name,
+            shadow,
+            reference,
+            primary={"artifact": _located(config.artifact), "backend": config.backend, "runtime": primary.name},
+            input_statistics=statistics,
+        )
+    except BaseException:
+        reference.close()
+        raise
+    log.info(
+        "shadow parity on",
+        extra={
+            "model": config.name,
+            "reference": shadow.reference,
+            "reference_backend": reference.name,
+            "rate": shadow.rate,
+            "policy": shadow.policy,
+        },
+    )
+    return monitor
+
+
+def _located(artifact: str) -> str:
+    """An artifact file as an absolute path (the keep index must work from any folder); zoo names as they are."""
+    path = Path(artifact).expanduser()
+    return str(path.resolve()) if path.exists() else artifact
 
 
 def _load_zoo_model(

@@ -5,15 +5,33 @@ Triton's Python backend, where vitrt is not installed, so it depends only on num
 steps of `vitrt.preprocess` (decode to RGB, square resize to size / crop_pct, centre crop, scale to [0, 1],
 mean/std normalisation, HWC -> CHW); vitrt's tests check that both give identical arrays. The settings come from
 the `preprocess` parameter of the model's config.pbtxt (JSON written from the artifact's `ModelMetadata`).
+Like the vitrt runtime model, it first puts the `vitrt triton-env` environment (`python_env.txt` beside it, else
+$VITRT_TRITON_ENV) on `sys.path`, since Triton's stub ignores `PYTHONPATH`.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+
+def _use_environment(model_dir: Path) -> None:
+    pointer = model_dir / "python_env.txt"
+    root = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else os.environ.get("VITRT_TRITON_ENV")
+    if root:
+        packages = Path(root) / "site-packages"
+        path = str(packages if packages.is_dir() else Path(root))
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+_use_environment(Path(__file__).resolve().parent)
+
+import numpy as np  # noqa: E402  (after the environment is on sys.path)
 
 # Pillow resampling filter numbers, as `vitrt.preprocess` uses them.
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "hamming": 5}

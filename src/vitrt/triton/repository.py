@@ -5,6 +5,8 @@ Layout (`out` is the directory given to `tritonserver --model-repository`):
     out/<model>/config.pbtxt            one per model; labels.txt beside it when the metadata has labels
     out/<model>/1/model.onnx            ONNX Runtime backend (a directory when the ONNX has external data)
     out/<model>/1/model.plan            TensorRT backend (model_sm<cc>.plan + cc_model_filenames for several GPUs)
+    out/<model>/1/model.xml + model.bin OpenVINO backend (--onnx-backend openvino): the IR of the inlined ONNX file
+    out/<model>/1/model.py + artifact   Python backend running vitrt's own runtimes (--runtime vitrt)
     out/<model>_preprocess/1/model.py   Python backend: encoded image -> pixels      (--with-preprocessing)
     out/<model>_image/                  ensemble: preprocess -> classifier           (--with-preprocessing)
     <plugin_dir>/libvitrt_plugins.so    outside `out`: Triton would try to load any directory in it as a model
@@ -22,15 +24,17 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from vitrt.engines.manifest import manifest_path
 from vitrt.errors import ArtifactError, PluginError, VitrtError
 from vitrt.files import sha256_file
 from vitrt.triton import releases
 from vitrt.triton.artifacts import Artifact, TensorInfo, load_artifact
 from vitrt.triton.pbtxt import Enum, ProtoMap, to_pbtxt
+from vitrt.triton.runtime_model import ENV_POINTER, ENV_VARIABLE
 
 TRITON_TYPES = {
     "bool": "TYPE_BOOL",
@@ -54,6 +58,17 @@ PLUGIN_DIR_ENV = "VITRT_PLUGIN_DIR"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _IMAGE_INPUT = "IMAGE"
 _PIXELS_OUTPUT = "PIXELS"
+# vitrt runtimes a --runtime vitrt model can use, and the artifact kinds each runs.
+VITRT_BACKENDS = {"onnxruntime": ("onnx",), "openvino": ("onnx",), "tensorrt": ("plan",)}
+# Triton's own backends for ONNX artifacts (--runtime triton).
+ONNX_BACKENDS = ("onnxruntime", "openvino")
+# --backend-option keys of the OpenVINO form (the names of vitrt's OpenVINO backend) -> Triton OpenVINO parameters.
+_OPENVINO_PARAMETERS = {
+    "precision": "HINT_BF16",
+    "threads": "INFERENCE_NUM_THREADS",
+    "streams": "NUM_STREAMS",
+    "performance_hint": "PERFORMANCE_HINT",
+}
 
 
 @dataclass
@@ -72,6 +87,16 @@ class RepositoryOptions:
     plugin_dir: Path | None = None
     triton_release: str | None = None
     force: bool = False
+    # "triton": Triton's own onnxruntime / tensorrt_plan backends; "vitrt": a Python-backend model running
+    # vitrt's runtimes (`vitrt_backend`: onnxruntime | openvino | tensorrt; None = by artifact kind).
+    runtime: Literal["triton", "vitrt"] = "triton"
+    vitrt_backend: str | None = None
+    python_env: Path | None = None  # a `vitrt triton-env` directory the model puts on sys.path
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    # With runtime "triton": the Triton backend of ONNX artifacts. "openvino" writes the OpenVINO IR of the
+    # (inlined) ONNX file for Triton's OpenVINO backend (CPU; `backend_options`: precision, threads, streams,
+    # performance_hint).
+    onnx_backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
 
 
 @dataclass
@@ -132,6 +157,12 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "model — choose a --plugin-dir outside it"
         )
 
+    if options.runtime == "vitrt" and plugin_source is not None and "plugins" not in options.backend_options:
+        # vitrt's TensorRT backend loads the library from where this run copies it.
+        options = replace(
+            options, backend_options={**options.backend_options, "plugins": str(plugin_dir / plugin_source.name)}
+        )
+
     names = list(groups)
     if options.with_preprocessing:
         names += [f"{n}_preprocess" for n in groups] + [f"{n}_image" for n in groups]
@@ -172,6 +203,20 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
             "the preprocessing model needs Pillow in Triton's Python backend: build docker/Dockerfile.triton "
             f"(--build-arg TRITON_RELEASE={image.release}) and run that image"
         )
+    if options.runtime == "vitrt" or options.python_env is not None:
+        where = str(options.python_env.absolute()) if options.python_env else f"${ENV_VARIABLE}"
+        notes.append(
+            "the vitrt models run in Triton's Python backend with the environment vitrt triton-env builds "
+            f"(numpy < 2, the runtime, vitrt); it is read from {where}"
+        )
+    if any(report.backend == "openvino" for report in reports):
+        import openvino
+
+        notes.append(
+            f"the OpenVINO IR was written by OpenVINO {openvino.__version__.split('-')[0]}; Triton's OpenVINO "
+            "backend (CPU, x86-64 images) reads it only with the same or a newer OpenVINO, so pick a release that "
+            "ships one (--triton-release)"
+        )
     pinned = sorted(
         {a.compute_capability for a in plans if a.compute_capability and a.hardware_compatibility == "none"}
     )
@@ -180,7 +225,8 @@ def build_repository(artifacts: Sequence[str | Path], out: str | Path, options: 
     if any(a.hardware_compatibility == "ampere_plus" for a in plans):
         notes.append("hardware-compatible plans (ampere_plus) run on any GPU of compute capability 8.0 or newer")
     uses_gpu = bool(plans) or options.device == "gpu" or bool(options.gpus)
-    commands = _commands(out, image, plugin_copy, uses_gpu, options.with_preprocessing)
+    custom_image = options.with_preprocessing or options.runtime == "vitrt"
+    commands = _commands(out, image, plugin_copy, uses_gpu, custom_image)
     return RepositoryReport(
         repository=out,
         models=reports,
@@ -216,6 +262,30 @@ def _check_options(options: RepositoryOptions) -> None:
         raise VitrtError("--preferred-batch-size values must be >= 1")
     if options.triton_release is not None:
         releases.check_release(options.triton_release)
+    if options.runtime not in ("triton", "vitrt"):
+        raise VitrtError(f"--runtime must be triton or vitrt, got {options.runtime!r}")
+    if options.onnx_backend not in ONNX_BACKENDS:
+        raise VitrtError(f"--onnx-backend must be onnxruntime or openvino, got {options.onnx_backend!r}")
+    if options.onnx_backend == "openvino":
+        if options.runtime != "triton":
+            raise VitrtError(
+                "--onnx-backend openvino is Triton's own OpenVINO backend (--runtime triton); for vitrt's OpenVINO "
+                "runtime inside Triton use --runtime vitrt --vitrt-backend openvino"
+            )
+        if options.device == "gpu" or options.gpus:
+            raise VitrtError("Triton's OpenVINO backend runs on CPUs only; drop --device gpu / --gpus")
+        openvino_parameters(options.backend_options)
+    elif options.runtime != "vitrt" and (options.vitrt_backend or options.backend_options):
+        raise VitrtError(
+            "--vitrt-backend applies only with --runtime vitrt, --backend-option with --runtime vitrt or "
+            "--onnx-backend openvino"
+        )
+    if options.python_env is not None and options.runtime != "vitrt" and not options.with_preprocessing:
+        raise VitrtError("--python-env applies to Python-backend models: --runtime vitrt or --with-preprocessing")
+    if options.vitrt_backend is not None and options.vitrt_backend not in VITRT_BACKENDS:
+        raise VitrtError(f"unknown --vitrt-backend {options.vitrt_backend!r}; choose from {', '.join(VITRT_BACKENDS)}")
+    if options.python_env is not None and not Path(options.python_env).is_dir():
+        raise VitrtError(f"--python-env {options.python_env} is not a directory (build it with vitrt triton-env)")
 
 
 def _model_name(artifact: Artifact, options: RepositoryOptions) -> str:
@@ -263,7 +333,11 @@ def _group_by_model(artifacts: list[Artifact], options: RepositoryOptions) -> di
 def _choose_image(groups: dict[str, list[Artifact]], options: RepositoryOptions) -> releases.TritonImage:
     plans = [a for group in groups.values() for a in group if a.kind == "plan"]
     if not plans:
-        return releases.image_for_onnx(options.triton_release)
+        image = releases.image_for_onnx(options.triton_release)
+        if options.runtime == "triton" and options.onnx_backend == "openvino":
+            reason = f"Triton {image.release}: its -py3 image (x86-64) carries the OpenVINO backend"
+            return replace(image, reason=reason)
+        return image
     versions = {a.tensorrt_version for a in plans}
     if len(versions) > 1:
         raise VitrtError(
@@ -426,8 +500,13 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     version_dir = model_dir / str(options.version)
     version_dir.mkdir(parents=True)
     config: dict[str, Any] = {"name": name}
-    files = []
-    if first.kind == "plan":
+    files: list[str] = []
+    backend_label = "tensorrt" if first.kind == "plan" else "onnxruntime"
+    if options.runtime == "vitrt":
+        kind, backend_label = _write_vitrt_model(config, version_dir, group, options, files)
+    elif first.kind == "onnx" and options.onnx_backend == "openvino":
+        kind, backend_label = _write_openvino_model(config, version_dir, group, options, files), "openvino"
+    elif first.kind == "plan":
         config["platform"] = "tensorrt_plan"
         kind = "KIND_GPU"
         if len(group) == 1:
@@ -466,20 +545,121 @@ def _write_classifier(model_dir: Path, name: str, group: list[Artifact], options
     labels = _labels(first, config["output"])
     config["dynamic_batching"] = _dynamic_batching(max_batch, options)
     config["instance_group"] = _instance_group(kind, options)
-    config["model_warmup"] = _warmup(first, max_batch, options)
+    if options.runtime != "vitrt":
+        config["model_warmup"] = _warmup(first, max_batch, options)
     if labels is not None:
         (model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
         files.append("labels.txt")
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config), encoding="utf-8")
     return ModelReport(
         name=name,
-        backend="tensorrt" if first.kind == "plan" else "onnxruntime",
+        backend=backend_label,
         kind=kind,
         max_batch_size=max_batch,
         inputs=[_describe(d) for d in config["input"]],
         outputs=[_describe(d) for d in config["output"]],
         files=["config.pbtxt", *files],
     )
+
+
+def _write_vitrt_model(
+    config: dict[str, Any], version_dir: Path, group: list[Artifact], options: RepositoryOptions, files: list[str]
+) -> tuple[str, str]:
+    """The Python-backend form: runtime_model.py as model.py, the artifact beside it, settings in a parameter.
+
+    Returns the instance kind and the report's backend label (python/<vitrt backend>)."""
+    first = group[0]
+    if len(group) > 1:
+        raise VitrtError("--runtime vitrt takes one artifact per model (one engine per GPU type is a native form)")
+    backend = options.vitrt_backend or ("tensorrt" if first.kind == "plan" else "onnxruntime")
+    if first.kind not in VITRT_BACKENDS[backend]:
+        runs = "TensorRT plans" if backend == "tensorrt" else "ONNX files"
+        raise VitrtError(f"the {backend} runtime runs {runs}; {first.source.name} is not one")
+    if first.external_files:
+        raise VitrtError(f"{first.source.name} has external data; --runtime vitrt takes self-contained ONNX files")
+    shutil.copyfile(Path(__file__).with_name("runtime_model.py"), version_dir / "model.py")
+    files.append(f"{options.version}/model.py")
+    artifact_name = "model.plan" if first.kind == "plan" else "model.onnx"
+    shutil.copyfile(first.model_file, version_dir / artifact_name)
+    files.append(f"{options.version}/{artifact_name}")
+    if first.kind == "plan":
+        # The manifest travels with the plan: vitrt's TensorRT backend verifies the engine against it.
+        shutil.copyfile(manifest_path(first.model_file), version_dir / f"{artifact_name}.json")
+        files.append(f"{options.version}/{artifact_name}.json")
+    gpu = backend == "tensorrt" or options.device == "gpu" or bool(options.gpus)
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "artifact": artifact_name,
+        "options": dict(options.backend_options),
+        "warmup": options.warmup,
+    }
+    _write_env_pointer(version_dir, options, files)
+    config["backend"] = "python"
+    config["parameters"] = ProtoMap({"vitrt": {"string_value": json.dumps(settings, sort_keys=True)}})
+    return ("KIND_GPU" if gpu else "KIND_CPU"), f"python/{backend}"
+
+
+def openvino_parameters(backend_options: dict[str, Any]) -> dict[str, str]:
+    """Triton OpenVINO backend parameters from vitrt's OpenVINO option names; VitrtError for what it cannot do."""
+    unknown = sorted(set(backend_options) - set(_OPENVINO_PARAMETERS))
+    if unknown:
+        raise VitrtError(
+            f"unknown --backend-option {unknown[0]!r} for Triton's OpenVINO backend; choose from "
+            f"{', '.join(_OPENVINO_PARAMETERS)}"
+        )
+    parameters: dict[str, str] = {}
+    precision = str(backend_options.get("precision", "fp32")).lower()
+    if precision in ("bf16", "bfloat16"):
+        parameters["HINT_BF16"] = "YES"
+    elif precision not in ("fp32", "f32", "float32"):
+        raise VitrtError(
+            f"Triton's OpenVINO backend runs precision fp32 or bf16 (HINT_BF16), not {precision!r}; for fp16 use "
+            "--runtime vitrt --vitrt-backend openvino"
+        )
+    if "threads" in backend_options:
+        threads = backend_options["threads"]
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise VitrtError(f"--backend-option threads must be a positive integer, got {threads!r}")
+        parameters["INFERENCE_NUM_THREADS"] = str(threads)
+    if "streams" in backend_options:
+        streams = backend_options["streams"]
+        valid = (isinstance(streams, int) and not isinstance(streams, bool) and streams >= 1) or str(
+            streams
+        ).lower() in ("auto", "numa")
+        if not valid:
+            raise VitrtError(f"--backend-option streams must be a positive integer, auto or numa, got {streams!r}")
+        parameters["NUM_STREAMS"] = str(streams).upper()
+    if "performance_hint" in backend_options:
+        hint = str(backend_options["performance_hint"]).lower()
+        if hint not in ("latency", "throughput"):
+            raise VitrtError(f"--backend-option performance_hint must be latency or throughput, got {hint!r}")
+        parameters["PERFORMANCE_HINT"] = hint.upper()
+    return parameters
+
+
+def _write_openvino_model(
+    config: dict[str, Any], version_dir: Path, group: list[Artifact], options: RepositoryOptions, files: list[str]
+) -> str:
+    """Triton's OpenVINO backend: model.xml + model.bin (the IR `vitrt.engines.openvino.save_ir` writes from the
+    ONNX file, vitrt nodes inlined), settings as the backend's parameters. Returns the instance kind (CPU)."""
+    from vitrt.engines.openvino import save_ir
+
+    if len(group) > 1:
+        raise VitrtError("--onnx-backend openvino takes one ONNX file per model")
+    for path in save_ir(group[0].model_file, version_dir / "model.xml"):
+        files.append(f"{options.version}/{path.name}")
+    config["backend"] = "openvino"
+    parameters = openvino_parameters(options.backend_options)
+    if parameters:
+        config["parameters"] = ProtoMap({key: {"string_value": value} for key, value in parameters.items()})
+    return "KIND_CPU"
+
+
+def _write_env_pointer(version_dir: Path, options: RepositoryOptions, files: list[str]) -> None:
+    """python_env.txt: the `vitrt triton-env` directory the Python-backend model puts on sys.path at import."""
+    if options.python_env is not None:
+        (version_dir / ENV_POINTER).write_text(f"{Path(options.python_env).absolute()}\n", encoding="utf-8")
+        files.append(f"{options.version}/{ENV_POINTER}")
 
 
 def _write_preprocessing(
@@ -517,6 +697,8 @@ def _write_preprocessing(
     pre_dir = stage / pre_name
     (pre_dir / version).mkdir(parents=True)
     shutil.copyfile(Path(__file__).with_name("preprocess_model.py"), pre_dir / version / "model.py")
+    pre_files = ["config.pbtxt", f"{version}/model.py"]
+    _write_env_pointer(pre_dir / version, options, pre_files)
     pixels_output = {"name": _PIXELS_OUTPUT, "data_type": pixel_type, "dims": expected}
     pre_config = {
         "name": pre_name,
@@ -570,7 +752,7 @@ def _write_preprocessing(
             max_batch_size=max_batch,
             inputs=[f"{_IMAGE_INPUT}[1] TYPE_STRING"],
             outputs=[_describe(pixels_output)],
-            files=["config.pbtxt", f"{version}/model.py"],
+            files=pre_files,
         ),
         ModelReport(
             name=ens_name,

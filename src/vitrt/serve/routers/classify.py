@@ -17,7 +17,14 @@ from starlette.datastructures import UploadFile
 from vitrt.errors import VitrtError
 from vitrt.metadata import ModelMetadata
 from vitrt.serve.config import ServerConfig
-from vitrt.serve.dependencies import ConfigDep, ModelDep, RepositoryDep, RequestIdDep, require_api_key
+from vitrt.serve.dependencies import (
+    ConfigDep,
+    ModelDep,
+    RepositoryDep,
+    RequestIdDep,
+    request_id_of,
+    require_api_key,
+)
 from vitrt.serve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from vitrt.serve.protocol import parse_json, validation_message
 from vitrt.serve.schemas import (
@@ -96,7 +103,7 @@ async def classify(
         raise
     input_name = next(iter(model.inputs))
     output_name = next(iter(model.outputs))
-    result = await model.infer({input_name: batch}, [output_name], started=started)
+    result = await model.infer({input_name: batch}, [output_name], started=started, request_id=request_id_of(request))
     logits = np.asarray(result.outputs[output_name], dtype=np.float64).reshape(len(uploads), -1)
     probabilities = _softmax(logits)
     labels = model.labels(probabilities.shape[1])

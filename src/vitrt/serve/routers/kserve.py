@@ -182,7 +182,9 @@ async def infer(request: Request, model: ModelDep) -> Response:
         raise
     wanted = None if decoded.outputs is None else [out.name for out in decoded.outputs]
     timeout_s = decoded.timeout_us / 1e6 if decoded.timeout_us else None
-    result = await model.infer(decoded.inputs, wanted, started=started, timeout_s=timeout_s)
+    result = await model.infer(
+        decoded.inputs, wanted, started=started, timeout_s=timeout_s, request_id=decoded.id or request_id_of(request)
+    )
     if decoded.outputs is None:
         chosen = [(name, result.outputs[name], decoded.binary_output) for name in model.outputs]
     else:
