@@ -18,8 +18,10 @@ time in the same places, at a smaller total.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,11 @@ def categorize(name: str, vitrt_calls: set[str] | None = None) -> str:
     """The category of one node, from its (module-scoped) name."""
     if vitrt_calls and any(name.startswith(call + "/") for call in vitrt_calls):
         return "attention core"
+    if not name.startswith("/"):
+        return "unattributed"  # no module scope at all
     parts = [p for p in name.split("/") if p][:-1]  # module scopes; the last part is the node's own name
     if not parts:
-        return "unattributed"
+        return "other"  # the top-level module's own code (class token, position embedding)
     blocks = [i for i, part in enumerate(parts) if _BLOCK.match(part)]
     if not blocks:
         return "other"
@@ -64,11 +68,15 @@ def cost_split(
     *,
     batch: int = 1,
     threads: int | None = None,
-    runs: int = 3,
+    runs: int | None = None,
     warmup: int = 1,
     seed: int = 0,
+    target_s: float = 1.0,
 ) -> dict[str, Any]:
-    """Kernel time per category (ms per run and share) of `onnx_path` at `batch`, from an ONNX Runtime profile."""
+    """Kernel time per category (ms per run and share) of `onnx_path` at `batch`, from an ONNX Runtime profile.
+
+    runs: profiled runs (default: enough for about `target_s` seconds, 3 to 20).
+    """
     import onnx
     import onnxruntime as ort
 
@@ -87,8 +95,12 @@ def cost_split(
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         feeds = _feeds(session, batch, seed)
-        for _ in range(warmup):
+        began = time.perf_counter()
+        for _ in range(max(1, warmup)):
             session.run(None, feeds)
+        per_run = (time.perf_counter() - began) / max(1, warmup)
+        if runs is None:
+            runs = min(20, max(3, math.ceil(target_s / max(per_run, 1e-4))))
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -306,12 +306,20 @@ def _error_pp(row: Row) -> float | None:
 def recommend(rows: list[Row], max_accuracy_drop: float | None) -> dict[str, Any] | None:
     """The highest-throughput measured configuration of the model (not the baseline) within the budget.
 
+    With several models, the recommendation is for the first (the others are comparisons).
     Within budget: the precision's parity budget passes, or - when `max_accuracy_drop` (percentage points) is
     given - the accuracy drop (labelled inputs) or top-1 disagreement is at most that.
     """
     candidates = []
+    primary = next((row.model for row in rows if row.role == "model"), None)  # several models: the first one
     for row in rows:
-        if row.role != "model" or row.status != "ok" or not row.throughput or row.parity is None:
+        if (
+            row.role != "model"
+            or row.model != primary
+            or row.status != "ok"
+            or not row.throughput
+            or row.parity is None
+        ):
             continue
         error = _error_pp(row)
         ok = row.passed if max_accuracy_drop is None else error is not None and error <= max_accuracy_drop + 1e-9
