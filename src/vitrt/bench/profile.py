@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 CATEGORIES = ("attention core", "attention projections", "mlp", "norm", "other", "unattributed")
-_BLOCK = re.compile(r"^(blocks?\d*|layers?\d*)\.\d+$")
+_BLOCK = re.compile(r"^blocks?\d*\.\d+$")  # blocks.3 (DeiT, Swin, MLLA), block1.0 (PVT)
 _PROJECTION = re.compile(r"(proj|^qkv$|^q$|^k$|^v$|^kv$|^qk$|^to_[qkv]+$)")
 _MLP = re.compile(r"^(mlp|ffn|feed_?forward|fc\d*)$")
 
@@ -56,7 +56,7 @@ def categorize(name: str, vitrt_calls: set[str] | None = None) -> str:
         return "mlp"
     if child.startswith(("norm", "ln")):
         return "norm"
-    if child.startswith(("cpe", "pos", "drop")):
+    if child.startswith(("cpe", "pos", "drop", "downsample", "merg", "patch")):
         return "other"
     if any(_PROJECTION.search(part.lower()) for part in children):
         return "attention projections"
