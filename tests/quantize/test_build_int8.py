@@ -120,7 +120,7 @@ def test_int8_engine_builds_and_meets_the_budget(files: dict[str, Path], tmp_pat
     from vitrt.data.digits import digits_batch
     from vitrt.engines import load
     from vitrt.engines.builder import build_engine
-    from vitrt.parity.budgets import model_budget
+    from vitrt.parity.budgets import budget_for
     from vitrt.parity.metrics import accuracy, check_budget, compare
     from vitrt.quantize.base import onnx_record, run_batched
 
@@ -136,5 +136,5 @@ def test_int8_engine_builds_and_meets_the_budget(files: dict[str, Path], tmp_pat
     int8 = run_batched(backend.infer, images, 32)
     comparison = compare("tensorrt-int8", "logits", fp32, int8)
     comparison.accuracy_drop = accuracy(fp32, labels) - accuracy(int8, labels)
-    check_budget(comparison, model_budget("int8", NAME))
+    check_budget(comparison, budget_for(NAME, "int8"))
     assert comparison.passed, comparison.failures

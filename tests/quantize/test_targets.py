@@ -19,8 +19,9 @@ import pytest
 pytest.importorskip("torch")
 
 from vitrt.data.digits import digits_batch
+from vitrt.errors import VitrtError
 from vitrt.metadata import ModelMetadata
-from vitrt.parity.budgets import INT8_MODEL_BUDGETS, model_budget
+from vitrt.parity.budgets import INT8_MODEL_BUDGETS, budget_for
 from vitrt.parity.metrics import accuracy, check_budget, compare
 
 FAMILIES = ("agent_digits", "flatten_digits", "inline_digits", "mlla_digits", "ca_digits")
@@ -62,7 +63,7 @@ def assert_within_int8_budget(name: str, fp32_path: Path, int8_run, images: np.n
     int8 = run_batched(int8_run, images)
     comparison = compare("int8", "logits", fp32, int8)
     comparison.accuracy_drop = accuracy(fp32, labels) - accuracy(int8, labels)
-    check_budget(comparison, model_budget("int8", name))
+    check_budget(comparison, budget_for(name, "int8"))
     assert comparison.passed, (name, comparison.failures)
     assert comparison.accuracy_drop <= 0.005 and (comparison.top1_agreement or 0) >= 0.98
     assert not np.array_equal(fp32, int8)  # the quantized graph really ran
@@ -75,11 +76,11 @@ def test_every_demo_model_has_an_explicit_int8_budget() -> None:
     assert "int8" in PRECISIONS and DEFAULT_BUDGETS["int8"].min_top1_agreement == 0.98
     assert set(list_models(with_weights=True)) <= set(INT8_MODEL_BUDGETS)
     for name, budget in INT8_MODEL_BUDGETS.items():
-        assert model_budget("int8", name) is budget
+        assert budget_for(name, "int8") is budget
         # The targets: <= 0.5 pt accuracy drop, >= 98 % top-1 agreement, for every model.
         assert budget.max_accuracy_drop <= 0.005 and budget.min_top1_agreement >= 0.98, name
-    assert model_budget("int8", "some_other_model") == DEFAULT_BUDGETS["int8"]
-    assert model_budget("fp32", "agent_digits") == DEFAULT_BUDGETS["fp32"]
+    assert budget_for("some_other_model", "int8") == DEFAULT_BUDGETS["int8"]
+    assert budget_for("agent_digits", "fp32") == DEFAULT_BUDGETS["fp32"]
 
 
 def test_openvino_int8_serves_with_provenance(exported, tmp_path: Path) -> None:
@@ -249,3 +250,20 @@ def test_every_family_and_target_meets_its_int8_budget(exported, tmp_path: Path,
     assert result.report.passed and not result.report.kept_float, result.report.final.failures
     images, labels = digits_batch(_metadata(source), "test", limit=HOLDOUT)
     assert_within_int8_budget(name, source, chosen.runner(out), images, labels)
+
+
+def test_parity_checks_an_openvino_int8_ir_at_its_int8_budget(exported, tmp_path: Path) -> None:
+    pytest.importorskip("nncf")
+    from vitrt.parity import run_parity
+    from vitrt.parity.budgets import budget_for
+    from vitrt.quantize import quantize
+
+    name = "agent_digits"
+    out = tmp_path / f"{name}.int8.xml"
+    quantize(exported(name), calibration="demo-digits", n=CALIBRATION, holdout=HOLDOUT, target="openvino", out=out)
+    report = run_parity(name, out, inputs="demo-digits", n=120)
+    assert report.precision == "int8" and report.budget == budget_for(name, "int8")
+    assert [c.backend for c in report.comparisons] == ["openvino"] and report.passed
+    assert any("vitrt quantize for openvino" in note for note in report.notes)
+    with pytest.raises(VitrtError, match="runs only on openvino"):
+        run_parity(name, out, inputs="random", n=4, backends=["torch", "onnxruntime"])

@@ -16,7 +16,7 @@ def parity_command(
         str | None, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")
     ] = None,
     artifact: Annotated[
-        Path | None, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")
+        Path | None, typer.Option("--artifact", "-a", help="ONNX file, OpenVINO IR (.xml) or TensorRT engine to check.")
     ] = None,
     replay: Annotated[
         Path | None,
@@ -38,7 +38,8 @@ def parity_command(
     precision: str = typer.Option(
         None,
         "--precision",
-        help="fp32, fp16 or bf16: what openvino runs (and tensorrt builds) and the budget (per model where known).",
+        help="fp32, fp16 or bf16: what openvino runs (and tensorrt builds) and the budget (per model where known); "
+        "an INT8 file from vitrt quantize is always checked at int8.",
     ),
     openvino_option: Annotated[
         list[str] | None,

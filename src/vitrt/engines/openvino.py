@@ -361,6 +361,16 @@ def save_ir(onnx_path: str | Path, xml_path: str | Path) -> list[Path]:
     return [xml, xml.with_suffix(".bin")]
 
 
+def read_ir_records(xml_path: str | Path) -> tuple[ModelMetadata | None, dict[str, Any] | None]:
+    """The vitrt export metadata and the `vitrt quantize` record of an OpenVINO IR, read without compiling it."""
+    ov = require_openvino()
+    try:
+        model = ov.Core().read_model(str(xml_path))
+    except Exception as err:
+        raise ArtifactError(f"OpenVINO cannot read {xml_path}: {_one_line(err)}") from None
+    return _ir_metadata(model), _quantization_record(model)
+
+
 def _ir_metadata(model: Any) -> ModelMetadata | None:
     if model.has_rt_info([_RT_INFO_KEY, "vitrt.model"]):
         info = model.get_rt_info()[_RT_INFO_KEY]

@@ -126,8 +126,3 @@ INT8_MODEL_BUDGETS: dict[str, Budget] = {
 DEFAULT_BUDGETS["int8"] = INT8_BUDGET
 PRECISIONS = tuple(DEFAULT_BUDGETS)
 MODEL_BUDGETS.update({(name, "int8"): budget for name, budget in INT8_MODEL_BUDGETS.items()})
-
-
-def model_budget(precision: str, model: str | None = None) -> Budget:
-    """The budget of `model` at `precision` (`budget_for` on real inputs): its own where recorded, else the default."""
-    return budget_for(model, precision)

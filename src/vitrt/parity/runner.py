@@ -75,21 +75,23 @@ def run_parity(
     from vitrt.engines.pytorch import TorchBackend
 
     artifact = Path(artifact)
-    if artifact.suffix != ".onnx" and artifact.suffix not in ENGINE_SUFFIXES:
-        raise ArtifactError(f"--artifact must be an ONNX file or a TensorRT engine (.plan), got {artifact}")
+    if artifact.suffix not in (".onnx", ".xml") and artifact.suffix not in ENGINE_SUFFIXES:
+        raise ArtifactError(
+            f"--artifact must be an ONNX file, an OpenVINO IR (.xml) or a TensorRT engine (.plan), got {artifact}"
+        )
     kind = artifact_kind(artifact)
     if not artifact.is_file():
         raise ArtifactError(f"artifact not found: {artifact}")
     has_manifest = kind == "engine" and manifest_path(artifact).is_file()
     manifest = EngineManifest.load(manifest_path(artifact)) if has_manifest else None
     runtimes = _runtimes(backends, kind)
-    precision = precision or (manifest.precision if manifest else "fp32")
-    default_budget(precision)  # an unknown precision is refused before anything loads
+    if kind == "ir" and runtimes != ["openvino"]:
+        raise VitrtError("an OpenVINO IR (.xml) runs only on openvino; use --backends torch,openvino")
+    notes: list[str] = []
+    artifact_meta, quantized = _artifact_records(artifact, manifest)
+    precision = _check_precision(artifact, precision, manifest, quantized, notes)
     if precision == "bf16" and "tensorrt" in runtimes:
         raise VitrtError("tensorrt engines are fp32, fp16 or int8; check bf16 with --backends openvino")
-    notes: list[str] = []
-
-    artifact_meta = _artifact_metadata(artifact, manifest)
     if arch is None and artifact_meta is not None and _is_checkpoint(model):
         arch = artifact_meta.model  # a bare checkpoint: the artifact says which architecture it is
     weights_seed = _reference_weights(model, checkpoint, artifact, artifact_meta, notes)
@@ -116,10 +118,13 @@ def run_parity(
             f"ties, so the default {precision} budget applies"
         )
     budget = (budget or budget_for(meta.model, precision, labelled)).with_overrides(budget_overrides)
-    # ONNX Runtime runs FP32 whatever the check's precision: it keeps the FP32 budget (with the same overrides).
-    fp32_budget = budget_for(meta.model, "fp32").with_overrides(budget_overrides) if precision != "fp32" else budget
-    if precision != "fp32" and "onnxruntime" in runtimes:
-        notes.append("onnxruntime runs fp32: it is checked against the fp32 budget")
+    # ONNX Runtime runs a float file in FP32 whatever the check's precision: it keeps the FP32 budget (with the same
+    # overrides). An INT8 file is INT8 on every runtime.
+    ort_budget = budget
+    if precision not in ("fp32", "int8"):
+        ort_budget = budget_for(meta.model, "fp32").with_overrides(budget_overrides)
+        if "onnxruntime" in runtimes:
+            notes.append("onnxruntime runs fp32: it is checked against the fp32 budget")
     opened: list[InferenceBackend] = []
     with tempfile.TemporaryDirectory(prefix="vitrt-parity-") as tmp:
         try:
@@ -161,7 +166,7 @@ def run_parity(
                 comparison = compare(backend.name, backend.outputs[0].name, ref_logits, logits)
                 if summary.accuracy is not None and ref_summary.accuracy is not None:
                     comparison.accuracy_drop = ref_summary.accuracy - summary.accuracy
-                check_budget(comparison, fp32_budget if backend.name == "onnxruntime" else budget)
+                check_budget(comparison, ort_budget if backend.name == "onnxruntime" else budget)
                 comparisons.append(comparison)
 
             block_reports = []
@@ -197,7 +202,7 @@ def run_parity(
 
 def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
     if backends is None:
-        return ["onnxruntime"] if kind == "onnx" else ["tensorrt"]
+        return {"onnx": ["onnxruntime"], "ir": ["openvino"]}.get(kind, ["tensorrt"])
     chosen = [b.strip() for b in backends if b.strip()]
     unknown = [b for b in chosen if b not in RUNTIMES]
     if unknown:
@@ -265,20 +270,57 @@ def _is_checkpoint(model: object) -> bool:
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
 
 
-def _artifact_metadata(artifact: Path, manifest: EngineManifest | None) -> Any:
+def _artifact_records(artifact: Path, manifest: EngineManifest | None) -> tuple[Any, dict[str, Any] | None]:
+    """The artifact's export metadata and its `vitrt quantize` record (None for a float artifact)."""
     if manifest is not None:
-        return manifest.model_metadata()
+        return manifest.model_metadata(), manifest.quantization
+    if artifact.suffix == ".xml":
+        from vitrt.engines.openvino import read_ir_records
+
+        return read_ir_records(artifact)
     if artifact.suffix == ".onnx":
         import onnx
 
         from vitrt.engines.onnx_graph import model_metadata
+        from vitrt.quantize.base import onnx_record
 
         try:
             proto = onnx.load(str(artifact), load_external_data=False)
         except Exception as err:
             raise ArtifactError(f"cannot read ONNX file {artifact} ({type(err).__name__})") from None
-        return model_metadata(proto)
-    return None
+        return model_metadata(proto), onnx_record(proto)
+    return None, None
+
+
+def _check_precision(
+    artifact: Path,
+    precision: str | None,
+    manifest: EngineManifest | None,
+    quantized: dict[str, Any] | None,
+    notes: list[str],
+) -> str:
+    """The precision the check runs and is budgeted at: INT8 exactly for `vitrt quantize` artifacts."""
+    int8 = quantized is not None or (manifest is not None and manifest.precision == "int8")
+    if int8:
+        if precision not in (None, "int8"):
+            raise VitrtError(
+                f"{artifact.name} is INT8 (vitrt quantize); it is checked at int8, so drop --precision {precision}"
+            )
+        record = quantized or {}
+        notes.append(
+            f"INT8 artifact (vitrt quantize for {record.get('target', '?')}, {record.get('method', '?')}, "
+            f"calibrated on {record.get('calibration_count', '?')} images of {record.get('calibration', '?')}): "
+            "held to the int8 budget"
+        )
+        return "int8"
+    if precision == "int8":
+        raise VitrtError(
+            f"{artifact.name} is not INT8 (it carries no vitrt quantize record); make an INT8 file with "
+            "`vitrt quantize` and check that one"
+        )
+    chosen = precision or (manifest.precision if manifest else "fp32")
+    default_budget(chosen)  # an unknown precision is refused before anything loads
+    return chosen
 
 
 def _open_runtime(
@@ -298,7 +340,9 @@ def _open_runtime(
     if runtime == "onnxruntime":
         return load(artifact, backend="onnxruntime", providers=providers)
     if runtime == "openvino":
-        return load(artifact, backend="openvino", **{"precision": precision, **openvino_options})
+        # An INT8 model runs its quantized layers in INT8 and the rest at the FP32 hint unless the options say so.
+        compute = "fp32" if precision == "int8" else precision
+        return load(artifact, backend="openvino", **{"precision": compute, **openvino_options})
     if kind == "engine":
         return load(artifact, backend="tensorrt", plugins=plugins, allow_mismatch=allow_mismatch)
     from vitrt.engines.builder import BuildOptions, build_engine
