@@ -107,7 +107,7 @@ def test_plugin_library_selects_the_tensorrt_flavour(tmp_path: Path, monkeypatch
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (BuildOptions(precision="int8"), "unknown precision 'int8'"),
+        (BuildOptions(precision="int4"), "unknown precision 'int4'"),
         (BuildOptions(fp32_islands="some"), "unknown FP32 island mode"),
         (BuildOptions(workspace_mib=0), "workspace must be a positive"),
         (BuildOptions(optimization_level=7), "optimisation level must be 0..5"),

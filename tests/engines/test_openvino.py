@@ -90,8 +90,10 @@ def test_bad_inputs_are_one_line_errors(portable, tmp_path: Path) -> None:
         load(path, backend="openvino", performance_hint="fastest")
     with pytest.raises(ArtifactError, match="precision is an option of the openvino backend"):
         load(path, backend="onnxruntime", precision="bf16")
-    with pytest.raises(TypeError):
+    with pytest.raises(ArtifactError, match="unknown option 'no_such_option' for the openvino backend; it takes: "):
         load(path, backend="openvino", no_such_option=1)
+    with pytest.raises(ArtifactError, match="keep_fp32: 'not-an-op'"):
+        load(path, backend="openvino", precision="fp16", keep_fp32=["MVN", "not-an-op"], fallback_fp32=True)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx file")
     with pytest.raises(ArtifactError, match="cannot read ONNX file"):
@@ -108,21 +110,40 @@ def test_precision_the_cpu_lacks_is_refused_with_the_fix() -> None:
     assert precision_problem("fp32", ()) is None
 
 
-def test_compiled_model_cache_is_kept_per_model_file(portable, tmp_path: Path) -> None:
-    """Two different files of one model never share cached blobs (OpenVINO's key alone let a stale one load)."""
-    import onnx
+def _ran_in(backend, layer: str) -> set[str]:
+    return {precision for precision, ops in backend.runtime_precisions().items() if layer in ops}
 
-    original = portable(DEMO)
-    changed = tmp_path / "changed.onnx"
-    model = onnx.load(str(original))
-    model.doc_string = "an edited copy"  # another export of the same model: same graph, different file
-    onnx.save(model, str(changed))
-    cache = tmp_path / "cache"
-    first, second = load(original, backend="openvino", cache=cache), load(changed, backend="openvino", cache=cache)
-    assert first.cache_dir is not None and second.cache_dir is not None
-    assert first.cache_dir.parent == cache == second.cache_dir.parent and first.cache_dir != second.cache_dir
-    assert any(first.cache_dir.iterdir()) and any(second.cache_dir.iterdir())
-    again = load(original, backend="openvino", cache=cache)  # served from the blob written by `first`
-    assert again.cache_dir == first.cache_dir
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    np.testing.assert_allclose(again.infer(x), first.infer(x), atol=1e-6)
+
+def test_fragile_ops_stay_fp32_where_openvino_honours_it(portable) -> None:
+    """keep_fp32 marks LayerNorm (MVN), reductions and the softmax precise; the compiled graph reports them FP32."""
+    from vitrt.engines.openvino import FRAGILE_OPS, device_precision_problem
+
+    path = portable(DEMO)
+    if device_precision_problem("fp16") is not None:
+        pytest.skip("this CPU cannot run OpenVINO at fp16 (no AVX512-FP16/AMX-FP16)")
+    pinned = load(path, backend="openvino", precision="fp16", cache=False)  # default keep_fp32="auto": fragile
+    assert pinned.fp32_ops == FRAGILE_OPS and "in fp32" in pinned.describe()
+    assert _ran_in(pinned, "MVN") == {"f32"} and _ran_in(pinned, "Softmax") == {"f32"}
+    free = load(path, backend="openvino", precision="fp16", keep_fp32="none", cache=False)
+    assert free.fp32_ops == () and _ran_in(free, "MVN") == {"f16"}
+    x, _ = digits_batch(pinned.metadata, "test", limit=64)
+    ref = load(path, backend="onnxruntime").infer(x)
+    assert np.abs(pinned.infer(x) - ref).max() <= np.abs(free.infer(x) - ref).max()
+    only_norms = load(path, backend="openvino", precision="fp16", keep_fp32="MVN", cache=False)
+    assert _ran_in(only_norms, "MVN") == {"f32"} and _ran_in(only_norms, "Softmax") == {"f16"}
+    # bf16's default pins nothing (bf16 keeps FP32's range; the CPU kernels accumulate in FP32 already).
+    assert load(path, backend="openvino", precision="bf16", fallback_fp32=True, cache=False).fp32_ops == ()
+
+
+def test_compiled_model_cache_never_mixes_precisions_or_weights(portable, tmp_path: Path) -> None:
+    """OpenVINO's own cache key ignores the precision hint (a bf16 load got the fp32 blob back and wrong logits);
+    vitrt keys the cache folder by artifact content and compile properties."""
+    path = portable(DEMO)
+    x, _ = digits_batch(load(path, backend="onnxruntime").metadata, "test", limit=16)
+    cache = tmp_path / "shared-cache"
+    fp32 = load(path, backend="openvino", cache=cache).infer(x)
+    bf16_cached = load(path, backend="openvino", precision="bf16", fallback_fp32=True, cache=cache).infer(x)
+    bf16_fresh = load(path, backend="openvino", precision="bf16", fallback_fp32=True, cache=False).infer(x)
+    np.testing.assert_array_equal(bf16_cached, bf16_fresh)
+    np.testing.assert_array_equal(load(path, backend="openvino", cache=cache).infer(x), fp32)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2

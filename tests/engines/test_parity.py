@@ -122,7 +122,10 @@ def test_metrics_on_known_arrays() -> None:
         (["--model", "x", "--artifact", "{tmp}/missing.onnx"], "artifact not found"),
         (["--model", "x", "--artifact", "{onnx}", "--backends", "torch"], "besides torch"),
         (["--model", "x", "--artifact", "{onnx}", "--backends", "tvm"], "unknown backend 'tvm'"),
-        (["--model", "x", "--artifact", "{tmp}/model.txt"], "must be an ONNX file or a TensorRT engine"),
+        (
+            ["--model", "x", "--artifact", "{tmp}/model.txt"],
+            "must be an ONNX file, an OpenVINO IR (.xml) or a TensorRT engine",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(

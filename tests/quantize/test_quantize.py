@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +23,22 @@ def agent_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_onnxruntime_int8_keeps_accuracy_and_attention_float(agent_onnx: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def agent_int8(agent_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
+    from vitrt.quantize import quantize
+
+    out = tmp_path_factory.mktemp("quantize-int8") / "agent.int8.onnx"
+    return quantize(agent_onnx, calibration="demo-digits", n=64, holdout=200, target="onnxruntime", out=out)
+
+
+def test_onnxruntime_int8_keeps_accuracy_and_attention_float(agent_onnx: Path, agent_int8) -> None:
     from vitrt.engines import load
     from vitrt.onnx_passes import vitrt_nodes
-    from vitrt.quantize import quantize
     from vitrt.quantize.graph import placement_problems
 
-    out = tmp_path / "agent.int8.onnx"
-    result = quantize(agent_onnx, calibration="demo-digits", n=64, holdout=200, target="onnxruntime", out=out)
-
-    assert result.path == out and out.is_file()
+    result = agent_int8
+    out = result.path
+    assert out.is_file() and out.name == "agent.int8.onnx"
     report = result.report
     assert report.passed
     assert report.final.accuracy_drop is not None and report.final.accuracy_drop <= 0.5
@@ -53,6 +60,44 @@ def test_onnxruntime_int8_keeps_accuracy_and_attention_float(agent_onnx: Path, t
     int8 = load(out, backend="onnxruntime").infer(images)
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.9
     assert not np.array_equal(fp32, int8)  # a different (quantized) graph really ran
+
+
+def _vitrt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vitrt", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_parity_checks_an_int8_file_on_every_cpu_runtime_at_its_int8_budget(agent_int8, tmp_path: Path) -> None:
+    from vitrt.parity.budgets import budget_for
+
+    report = tmp_path / "int8.parity"
+    proc = _vitrt(
+        "parity", "--model", "agent_digits", "--artifact", str(agent_int8.path), "--inputs", "demo-digits",
+        "--n", "120", "--backends", "torch,onnxruntime,openvino", "--report", str(report),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(report.with_name(report.name + ".json").read_text())
+    assert result["precision"] == "int8"
+    # The model's own INT8 budget, not the FP32 one an INT8 file could never meet on logits.
+    int8_budget = budget_for("agent_digits", "int8")
+    assert int8_budget != budget_for("agent_digits", "fp32")
+    assert result["budget"]["min_top1_agreement"] == int8_budget.min_top1_agreement
+    assert result["budget"]["max_abs"] == int8_budget.max_abs
+    assert any("INT8 artifact (vitrt quantize for onnxruntime" in note for note in result["notes"])
+    assert {c["backend"] for c in result["comparisons"]} == {"onnxruntime", "openvino"}
+    assert all(c["passed"] for c in result["comparisons"])
+
+
+def test_parity_refuses_a_precision_the_artifact_does_not_have(agent_onnx: Path, agent_int8) -> None:
+    common = ["parity", "--model", "agent_digits", "--inputs", "random", "--n", "4"]
+    cases = {
+        "is INT8 (vitrt quantize)": [*common, "--artifact", str(agent_int8.path), "--precision", "fp32"],
+        "is not INT8": [*common, "--artifact", str(agent_onnx), "--precision", "int8"],
+    }
+    for expected, args in cases.items():
+        proc = _vitrt(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], proc.stderr
 
 
 def test_bad_input_is_one_line_error(agent_onnx: Path, tmp_path: Path) -> None:

@@ -45,25 +45,52 @@ def _label(row: Row, with_model: bool) -> str:
 
 
 def latency_vs_resolution(
-    result: BenchResult, path: Path, *, batch: int | None = None, title: str | None = None
+    result: BenchResult,
+    path: Path,
+    *,
+    batch: int | None = None,
+    title: str | None = None,
+    by_backend: bool = False,
 ) -> Path:
-    """Log-log latency against resolution at one batch size (default: the smallest measured)."""
+    """Log-log latency against resolution at one batch size (default: the smallest measured).
+
+    by_backend: one panel per runtime and precision, one line per model (the scaling study's figure).
+    """
     plt = _pyplot()
     rows = result.measured
     batch = batch if batch is not None else min(r.batch for r in rows)
-    exponents = {(f["model"], f["backend"], f["precision"], f["batch"]): f["exponent_tokens"] for f in result.scaling}
     groups: dict[tuple[str, str, str, str], list[Row]] = {}
     for row in rows:
         if row.batch == batch:
             groups.setdefault((row.role, row.model, row.backend, row.precision), []).append(row)
-    with_model = len({key[1] for key in groups}) > 1
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
+    panels = sorted({(key[2], key[3]) for key in groups}) if by_backend else [None]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(8.5 * len(panels), 6.5), dpi=110, squeeze=False, sharey=by_backend
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        chosen = {k: v for k, v in groups.items() if panel is None or (k[2], k[3]) == panel}
+        _latency_axes(ax, result, chosen, batch, with_runtime=panel is None)
+        if panel is not None:
+            ax.set_title(f"{panel[0]} {panel[1]}, batch {batch}")
+    fig.suptitle(title or f"{result.source}: latency against resolution (dashed: softmax baseline)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _latency_axes(
+    ax: Any, result: BenchResult, groups: dict[tuple[str, str, str, str], list[Row]], batch: int, with_runtime: bool
+) -> None:
+    exponents = {(f["model"], f["backend"], f["precision"], f["batch"]): f["exponent_tokens"] for f in result.scaling}
+    with_model = len({key[1] for key in groups}) > 1 or not with_runtime
     for (role, model, backend, precision), members in sorted(groups.items()):
         members.sort(key=lambda r: r.img_size)
         if len(members) < 2:
             continue
         exponent = exponents.get((model, backend, precision, batch))
-        label = _label(members[0], with_model) + (f"  (exponent {exponent:.2f})" if exponent is not None else "")
+        label = _label(members[0], with_model) if with_runtime else model
+        label += f"  (exponent {exponent:.2f})" if exponent is not None else ""
         style = "--" if role == "baseline" else "-"
         ax.plot(
             [r.img_size for r in members],
@@ -72,21 +99,25 @@ def latency_vs_resolution(
             marker="o",
             label=label,
         )
-    sizes = sorted({r.img_size for r in rows})
+    sizes = sorted({r.img_size for members in groups.values() for r in members})
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
     ax.minorticks_off()
+    _readable_log_y(ax)
     ax.set_xlabel("input resolution (px, log scale; tokens grow with px²)")
     ax.set_ylabel(f"median latency per batch of {batch} (ms, log scale)")
-    ax.set_title(title or f"{result.source}: latency against resolution (dashed: softmax baseline)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    ax.legend(fontsize=8, loc="upper left", title="exponent = slope in tokens", title_fontsize=8)
+
+
+def _readable_log_y(ax: Any) -> None:
+    """Log-scale y ticks at 1-2-5 steps with plain numbers (a log axis spanning one decade shows no labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def throughput_vs_batch(rows: list[Row], path: Path) -> Path:

@@ -6,9 +6,12 @@
           latency_ms {median, p90, p99, mean, min}, samples, throughput, warm_ms, rss_mb, rss_delta_mb,
           gpu_memory_mb, parity {reference, inputs, n, max_abs, mean_abs, cosine_min, top1_agreement,
           accuracy, reference_accuracy, accuracy_drop, passed, failures}} ],
+          planned_s (plan only)} ],
   scaling [ {model, role, backend, precision, batch, sizes, exponent_tokens, exponent_range} ],
   crossovers [ {backend, precision, batch, model, baseline, crossover_img_size, speedup_by_size} ],
-  recommendation {...} | null, interrupted, estimate_s, wall_s, notes.
+  cost_split [ {model, role, img_size, batch, total_kernel_ms, categories {attention core, attention projections,
+                mlp, norm, other, unattributed: {ms, share}}, top_ops, runs, optimization} ] (with profile),
+  recommendation {...} | null, interrupted, estimate_s, prepare_s, wall_s, notes.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from vitrt.parity.metrics import OutputComparison
 
 SCHEMA = "vitrt.bench/1"
-STATUSES = ("ok", "skipped", "failed", "interrupted")
+STATUSES = ("ok", "skipped", "failed", "interrupted", "planned")
 # The cost exponent is fitted over resolutions at or above this (below it fixed per-image costs dominate).
 FIT_FROM_PX = 448
 
@@ -57,6 +60,7 @@ class Row:
     parity: dict[str, Any] | None = None
     accuracy: float | None = None
     reference_accuracy: float | None = None
+    planned_s: float | None = None  # plan only: the measuring seconds this configuration would take
 
     @classmethod
     def from_config(cls, config: Config) -> Row:
@@ -125,6 +129,7 @@ class Row:
             "rss_delta_mb": self.rss_delta_mb,
             "gpu_memory_mb": self.gpu_memory_mb,
             "parity": self.parity,
+            **({"planned_s": self.planned_s} if self.planned_s is not None else {}),
         }
 
 
@@ -138,10 +143,12 @@ class BenchResult:
     created: str = ""
     interrupted: bool = False
     estimate_s: float | None = None
+    prepare_s: float | None = None
     wall_s: float | None = None
     notes: list[str] = field(default_factory=list)
     scaling: list[dict[str, Any]] = field(default_factory=list)
     crossovers: list[dict[str, Any]] = field(default_factory=list)
+    cost_split: list[dict[str, Any]] = field(default_factory=list)
     recommendation: dict[str, Any] | None = None
     max_accuracy_drop: float | None = None
 
@@ -173,10 +180,12 @@ class BenchResult:
             "rows": [row.to_dict() for row in self.rows],
             "scaling": self.scaling,
             "crossovers": self.crossovers,
+            "cost_split": self.cost_split,
             "recommendation": self.recommendation,
             "max_accuracy_drop": self.max_accuracy_drop,
             "interrupted": self.interrupted,
             "estimate_s": self.estimate_s,
+            "prepare_s": self.prepare_s,
             "wall_s": self.wall_s,
             "notes": self.notes,
         }
@@ -239,7 +248,7 @@ def scaling_fits(rows: list[Row]) -> list[dict[str, Any]]:
 
 
 def crossovers(rows: list[Row]) -> list[dict[str, Any]]:
-    """Where the model becomes faster than the baseline, per backend/precision/batch (log-log interpolation)."""
+    """Where each model becomes faster than each baseline, per backend/precision/batch (log-log interpolation)."""
     table: dict[tuple[str, str, int], dict[str, dict[int, float]]] = {}
     for row in rows:
         assert row.latency_ms is not None
@@ -247,34 +256,41 @@ def crossovers(rows: list[Row]) -> list[dict[str, Any]]:
         slot.setdefault(f"{row.role}:{row.model}", {})[row.img_size] = row.latency_ms["median"]
     found = []
     for (backend, precision, batch), curves in sorted(table.items()):
-        model = next((k for k in curves if k.startswith("model:")), None)
-        base = next((k for k in curves if k.startswith("baseline:")), None)
-        if model is None or base is None:
-            continue
-        sizes = sorted(set(curves[model]) & set(curves[base]))
-        if not sizes:
-            continue
-        speedups = {s: curves[base][s] / curves[model][s] for s in sizes}
-        crossing: float | None = None
-        if speedups[sizes[0]] >= 1:
-            crossing = float(sizes[0])  # faster from the smallest size measured
-        for lo, hi in zip(sizes, sizes[1:], strict=False):
-            a, b = math.log(speedups[lo]), math.log(speedups[hi])
-            if crossing is None and a < 0 <= b:
-                t = -a / (b - a)
-                crossing = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
-        found.append(
-            {
-                "backend": backend,
-                "precision": precision,
-                "batch": batch,
-                "model": model.split(":", 1)[1],
-                "baseline": base.split(":", 1)[1],
-                "speedup_by_size": {str(s): round(v, 3) for s, v in speedups.items()},
-                "crossover_img_size": None if crossing is None else round(crossing),
-            }
-        )
+        models = [k for k in curves if k.startswith("model:")]
+        bases = [k for k in curves if k.startswith("baseline:")]
+        for model in models:
+            for base in bases:
+                found += _crossover(backend, precision, batch, model, base, curves)
     return found
+
+
+def _crossover(
+    backend: str, precision: str, batch: int, model: str, base: str, curves: dict[str, dict[int, float]]
+) -> list[dict[str, Any]]:
+    """One model against one baseline: speed-up per resolution, and where it first reaches 1.0."""
+    sizes = sorted(set(curves[model]) & set(curves[base]))
+    if not sizes:
+        return []
+    speedups = {s: curves[base][s] / curves[model][s] for s in sizes}
+    crossing: float | None = None
+    if speedups[sizes[0]] >= 1:
+        crossing = float(sizes[0])  # faster from the smallest size measured
+    for lo, hi in zip(sizes, sizes[1:], strict=False):
+        a, b = math.log(speedups[lo]), math.log(speedups[hi])
+        if crossing is None and a < 0 <= b:
+            t = -a / (b - a)
+            crossing = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+    return [
+        {
+            "backend": backend,
+            "precision": precision,
+            "batch": batch,
+            "model": model.split(":", 1)[1],
+            "baseline": base.split(":", 1)[1],
+            "speedup_by_size": {str(s): round(v, 3) for s, v in speedups.items()},
+            "crossover_img_size": None if crossing is None else round(crossing),
+        }
+    ]
 
 
 def _error_pp(row: Row) -> float | None:
@@ -290,12 +306,20 @@ def _error_pp(row: Row) -> float | None:
 def recommend(rows: list[Row], max_accuracy_drop: float | None) -> dict[str, Any] | None:
     """The highest-throughput measured configuration of the model (not the baseline) within the budget.
 
+    With several models, the recommendation is for the first (the others are comparisons).
     Within budget: the precision's parity budget passes, or - when `max_accuracy_drop` (percentage points) is
     given - the accuracy drop (labelled inputs) or top-1 disagreement is at most that.
     """
     candidates = []
+    primary = next((row.model for row in rows if row.role == "model"), None)  # several models: the first one
     for row in rows:
-        if row.role != "model" or row.status != "ok" or not row.throughput or row.parity is None:
+        if (
+            row.role != "model"
+            or row.model != primary
+            or row.status != "ok"
+            or not row.throughput
+            or row.parity is None
+        ):
             continue
         error = _error_pp(row)
         ok = row.passed if max_accuracy_drop is None else error is not None and error <= max_accuracy_drop + 1e-9
@@ -385,6 +409,8 @@ def to_markdown(result: BenchResult, title: str | None = None) -> str:
         lat = row.latency_ms or {}
         parity = row.parity or {}
         status = row.status if not row.reason else f"{row.status}: {row.reason}"
+        if row.planned_s is not None:
+            status = f"planned: ~{row.planned_s:.1f} s to measure"
         verdict = "" if not parity else "pass" if parity["passed"] else "FAIL " + "; ".join(parity["failures"])
         lines.append(
             f"| {row.model} | {row.backend} | {row.precision} | {row.batch} | {row.img_size} | {_f(lat.get('median'))}"
@@ -424,10 +450,50 @@ def to_markdown(result: BenchResult, title: str | None = None) -> str:
                 f"| {c['backend']} | {c['precision']} | {c['batch']} | {c['model']} | {c['baseline']} | {speed} | "
                 f"{cross} |"
             )
+    lines += cost_split_lines(result.cost_split)
     lines += ["", "## Recommendation", "", *recommendation_lines(result)]
     if result.notes:
         lines += ["", "## Notes", "", *[f"* {note}" for note in result.notes]]
     return "\n".join(lines) + "\n"
+
+
+def cost_split_lines(splits: list[dict[str, Any]]) -> list[str]:
+    """Markdown for the ONNX Runtime cost split: shares per model and resolution, and each part's exponent."""
+    if not splits:
+        return []
+    from vitrt.bench.profile import CATEGORIES, split_exponents
+
+    lines = [
+        "",
+        "## Where the time goes",
+        "",
+        "Share of ONNX Runtime CPU kernel time (profile at basic optimization level, batch "
+        f"{splits[0]['batch']}) by part of the network; `vitrt.bench.profile` documents the categories.",
+        "",
+        "| model | px | kernel ms | " + " | ".join(CATEGORIES) + " | top ops |",
+        "|---|---:|---:|" + "---:|" * len(CATEGORIES) + "---|",
+    ]
+    for split in splits:
+        shares = " | ".join(f"{100 * split['categories'][c]['share']:.1f}%" for c in CATEGORIES)
+        ops = ", ".join(f"{op} {100 * share:.0f}%" for op, share in split["top_ops"][:3])
+        lines.append(f"| {split['model']} | {split['img_size']} | {split['total_kernel_ms']:.1f} | {shares} | {ops} |")
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for split in splits:
+        by_model.setdefault(split["model"], []).append(split)
+    fits = {model: split_exponents(members, FIT_FROM_PX) for model, members in by_model.items()}
+    fits = {model: fit for model, fit in fits.items() if fit}
+    if fits:
+        parts = ("total", "attention", "attention core", "attention projections", "mlp", "norm", "other")
+        lines += [
+            "",
+            f"Cost exponent in tokens of each part (kernel time, fitted from {FIT_FROM_PX} px up):",
+            "",
+            "| model | " + " | ".join(parts) + " |",
+            "|---|" + "---:|" * len(parts),
+        ]
+        for model, fit in fits.items():
+            lines.append(f"| {model} | " + " | ".join(_f(fit.get(part)) for part in parts) + " |")
+    return lines
 
 
 def recommendation_lines(result: BenchResult) -> list[str]:

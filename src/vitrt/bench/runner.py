@@ -73,7 +73,7 @@ class _Live:
 
 
 def run_bench(
-    source: str,
+    source: str | Sequence[str],
     *,
     backends: str | Sequence[str] | None = None,
     precisions: str | Sequence[str] | None = None,
@@ -84,7 +84,7 @@ def run_bench(
     iterations: int | None = None,
     duration: float | None = None,
     rounds: int = 3,
-    baseline: str | None = None,
+    baseline: str | Sequence[str] | None = None,
     inputs: str = "random",
     n: int = 16,
     max_time: float | None = None,
@@ -95,21 +95,28 @@ def run_bench(
     max_accuracy_drop: float | None = None,
     out: str | Path | None = None,
     plots: bool = True,
+    profile: bool = False,
+    plan: bool = False,
     progress: bool | None = None,
     on_round: Callable[[int], None] | None = None,
 ) -> BenchResult:
-    """Benchmark `source` (zoo name, checkpoint, timm name, ONNX file or engine) over the grid.
+    """Benchmark `source` (zoo name, checkpoint, timm name, ONNX file or engine; or a list of them) over the grid.
 
     backends: comma list from `vitrt.bench.grid.known_backends()` (default torch,onnxruntime,openvino,tensorrt;
         "all" adds torch-compile). precisions: fp32,bf16,fp16,int8 (default fp32 + bf16 on CPU / fp16 on GPU).
     batch, img_size: comma lists (img_size default: the model's own). iterations: timed runs per configuration;
         duration: measured seconds per configuration (default: up to 50 runs or 3 s, whichever first).
-    baseline: a second architecture (e.g. timm's deit_tiny_patch16_224) measured on the same grid.
+    baseline: softmax architectures (e.g. timm's deit_tiny_patch16_224; a list or comma string) measured on the
+        same grid, interleaved with the models; each model gets a crossover resolution against each baseline.
     inputs/n: parity inputs ("random", "demo-digits" or an ImageFolder) - every row carries its error.
     max_time: refuse a grid estimated to measure longer, and stop measuring when it is spent (seconds).
     int8: an INT8 ONNX file (vitrt quantize) for the int8 rows. reference: the PyTorch model of an artifact.
     max_accuracy_drop: the recommendation's budget in percentage points (accuracy, or top-1 disagreement).
     out: directory for bench.json, bench.md and the PNG plots. on_round: called after every measuring round.
+    profile: after measuring, split each ONNX file's kernel time (ONNX Runtime profile, smallest batch) into
+        attention core / projections / MLP / norm / other (`vitrt.bench.profile`), per model and resolution.
+    plan: export, open, warm up and check parity of every configuration, estimate the measuring time
+        (`estimate_s`), and stop there (rows "planned") - to size --duration/--max-time before a long grid.
     """
     from vitrt.bench import sources
 
@@ -121,11 +128,11 @@ def run_bench(
         raise BenchInputError(f"file not found: {int8_path}")
     if max_accuracy_drop is not None and not 0 <= max_accuracy_drop <= 100:
         raise BenchInputError(f"--max-accuracy-drop is in percentage points (0..100), got {max_accuracy_drop}")
-    kind = sources.source_kind(source)
-    models = [(source, kind, "model")]
-    if baseline:
-        models.append((baseline, sources.source_kind(baseline), "baseline"))
-    settings.img_sizes = _img_sizes(img_size, source, kind)
+    names = _names(source, "model")
+    baselines = _names(baseline, "baseline") if baseline else []
+    models = [(name, sources.source_kind(name), "model") for name in names]
+    models += [(name, sources.source_kind(name), "baseline") for name in baselines if name not in names]
+    settings.img_sizes = _img_sizes(img_size, [(m, k) for m, k, role in models if role == "model"])
     configs = grid_mod.expand(
         [(m, role) for m, _, role in models],
         settings.backends,
@@ -134,15 +141,21 @@ def run_bench(
         settings.img_sizes,
     )
     result = BenchResult(
-        source=source, settings=settings.to_dict(), machine=machine_info(), versions=versions(), rows=[]
+        source=",".join(names), settings=settings.to_dict(), machine=machine_info(), versions=versions(), rows=[]
     )
     started = time.perf_counter()
     opened: list[InferenceBackend] = []
     live: list[_Live] = []
     try:
         live = _prepare_all(models, configs, settings, result, opened, int8_path, reference, arch, out)
-        _check_time(live, settings, result, time.perf_counter() - started)
-        _measure(live, settings, result, started, out, progress, on_round)
+        _check_time(live, settings, result, time.perf_counter() - started, plan)
+        if plan:
+            _mark_planned(live, result, time.perf_counter() - started)
+            live = []
+        else:
+            _measure(live, settings, result, started, out, progress, on_round)
+            if profile:
+                result.cost_split = _profile(live, settings)
     except KeyboardInterrupt:
         result.interrupted = True
         result.notes.append("interrupted (Ctrl-C): rows show what was measured until then")
@@ -217,19 +230,40 @@ def _device(device: str) -> str:
     return device
 
 
-def _img_sizes(img_size: Any, source: str, kind: str) -> list[int]:
-    from vitrt.bench import sources
+def _names(value: str | Sequence[str] | None, what: str) -> list[str]:
+    """A model list from one name, a comma string (baselines) or a sequence; duplicates dropped."""
+    if value is None:
+        return []
+    items = [str(v) for v in value] if not isinstance(value, str) else [value]
+    if what == "baseline":
+        items = [part for item in items for part in item.split(",")]
+    names = list(dict.fromkeys(item.strip() for item in items if item.strip()))
+    if not names:
+        raise BenchInputError(f"no {what} to benchmark")
+    return names
 
+
+def _img_sizes(img_size: Any, models: list[tuple[str, str]]) -> list[int]:
     if img_size is not None:
         return grid_mod.parse_ints(img_size, "img-size", grid_mod.MAX_IMG_SIZE)
+    own = {_own_img_size(source, kind) for source, kind in models}
+    if len(own) > 1:
+        sizes = ", ".join(str(s) for s in sorted(own))
+        raise BenchInputError(f"the models have different default resolutions ({sizes}); pass --img-size")
+    return [own.pop()]
+
+
+def _own_img_size(source: str, kind: str) -> int:
+    from vitrt.bench import sources
+
     if kind in ("onnx", "engine"):
-        return [sources.artifact_img_size(source)]
+        return sources.artifact_img_size(source)
     if kind == "zoo" and not Path(source).suffix:
         from vitrt.models import get_spec
 
-        return [get_spec(source).default_img_size]
+        return int(get_spec(source).default_img_size)
     if kind == "timm":
-        return [224]
+        return 224
     raise BenchInputError("pass --img-size for a checkpoint (the resolution to export it at)")
 
 
@@ -407,9 +441,14 @@ def planned_seconds(item: _Live) -> float:
     return seconds
 
 
-def _check_time(live: list[_Live], settings: BenchSettings, result: BenchResult, elapsed: float) -> None:
+def _check_time(
+    live: list[_Live], settings: BenchSettings, result: BenchResult, elapsed: float, plan: bool = False
+) -> None:
     estimate = sum(planned_seconds(item) for item in live)
     result.estimate_s = estimate
+    result.prepare_s = elapsed
+    if plan:
+        return
     if settings.max_time is not None and elapsed + estimate > settings.max_time:
         raise BenchInputError(
             f"the grid would take about {_fmt_s(elapsed + estimate)} ({len(live)} configurations), more than "
@@ -417,6 +456,42 @@ def _check_time(live: list[_Live], settings: BenchSettings, result: BenchResult,
         )
     if estimate > WARN_AFTER_S:
         log.warning("measuring %d configurations will take about %s", len(live), _fmt_s(estimate))
+
+
+def _mark_planned(live: list[_Live], result: BenchResult, elapsed: float) -> None:
+    for item in live:
+        item.row.status = "planned"
+        item.row.planned_s = round(planned_seconds(item), 3)
+    result.notes.append(
+        f"plan only: preparing (exports, warm-up, parity) took {_fmt_s(elapsed)}; measuring the "
+        f"{len(live)} configurations would take about {_fmt_s(result.estimate_s or 0.0)} more"
+    )
+
+
+def _profile(live: list[_Live], settings: BenchSettings) -> list[dict[str, Any]]:
+    """The cost split of every ONNX file measured, at the smallest batch (one per model and resolution)."""
+    from vitrt.bench.profile import cost_split
+
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    batch = min(settings.batches)
+    for item in live:
+        artifact = item.row.artifact
+        key = (item.row.model, item.config.img_size)
+        if key in done or artifact is None or item.config.precision != "fp32" or not artifact.endswith(".onnx"):
+            continue
+        try:
+            split = cost_split(artifact, batch=batch, threads=settings.threads)
+        except Exception as err:  # a profile that cannot be taken is a note, not a lost benchmark
+            log.warning("cannot profile %s: %s", artifact, err)
+            continue
+        done[key] = {
+            "model": item.row.model,
+            "role": item.config.role,
+            "img_size": item.config.img_size,
+            "batch": batch,
+            **split,
+        }
+    return sorted(done.values(), key=lambda s: (s["role"], s["model"], s["img_size"]))
 
 
 def _measure(

@@ -13,7 +13,11 @@ from vitrt.cli import app, make_console
 @app.command("bench")
 def bench_command(
     model: Annotated[
-        str, typer.Argument(help="Zoo name, checkpoint, timm name, ONNX file or TensorRT engine to measure.")
+        list[str],
+        typer.Argument(
+            help="Zoo name, checkpoint, timm name, ONNX file or TensorRT engine to measure (several: one "
+            "interleaved grid)."
+        ),
     ],
     backends: str = typer.Option(
         None,
@@ -35,7 +39,9 @@ def bench_command(
     ),
     rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds the runs are split into."),
     baseline: str = typer.Option(
-        None, "--baseline", help="A softmax architecture to measure alongside, e.g. deit_tiny_patch16_224 (timm)."
+        None,
+        "--baseline",
+        help="Softmax architectures to measure alongside (comma list), e.g. deit_tiny_patch16_224 (timm).",
     ),
     inputs: str = typer.Option("random", "--inputs", help="Parity inputs: random, demo-digits or an ImageFolder."),
     n: int = typer.Option(16, "--n", help="Parity samples per configuration."),
@@ -58,6 +64,12 @@ def bench_command(
         help="Budget for --recommend in percentage points (accuracy drop, or top-1 disagreement without labels).",
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the PNG plots."),
+    profile: bool = typer.Option(
+        False, "--profile", help="Split each model's ONNX Runtime time into attention / MLP / norm / other."
+    ),
+    plan: bool = typer.Option(
+        False, "--plan", help="Prepare every configuration (export, warm-up, parity), print the estimate, stop."
+    ),
 ) -> None:
     """Benchmark every backend x precision x batch x resolution, with parity against PyTorch fp32 per row."""
     from vitrt.bench import run_bench
@@ -88,8 +100,16 @@ def bench_command(
         max_accuracy_drop=max_accuracy_drop,
         out=out,
         plots=not no_plots,
+        profile=profile,
+        plan=plan,
     )
     _print_table(console, result)
+    if plan:
+        runnable = sum(row.status == "planned" for row in result.rows)
+        typer.echo(
+            f"plan: {runnable} of {len(result.rows)} configurations would be measured; preparing took "
+            f"{result.prepare_s or 0:.0f} s, measuring would take about {result.estimate_s or 0:.0f} s"
+        )
     if recommend:
         console.print("\n[bold]Recommendation[/bold]")
         for line in recommendation_lines(result):
@@ -115,6 +135,8 @@ def _print_table(console: object, result: object) -> None:
         lat = row.latency_ms or {}
         if row.status in ("skipped", "failed"):
             verdict = f"{row.status}: {row.reason}"
+        elif row.status == "planned" and row.parity is not None:
+            verdict = ("pass" if row.passed else "FAIL") + f", planned ~{row.planned_s or 0:.1f} s"
         elif row.parity is None:
             verdict = row.status
         else:

@@ -17,7 +17,9 @@ def build_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Engine path (default: next to the ONNX file, .plan).")
     ] = None,
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or bf16."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, fp16, bf16, or int8 (a Q/DQ file from `vitrt quantize --target tensorrt`)."
+    ),
     strongly_typed: bool = typer.Option(
         False, "--strongly-typed", help="Strongly typed network: explicit casts around the FP32 islands."
     ),

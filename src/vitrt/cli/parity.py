@@ -16,7 +16,7 @@ def parity_command(
         str | None, typer.Option("--model", "-m", help="Zoo model name or checkpoint file (the reference).")
     ] = None,
     artifact: Annotated[
-        Path | None, typer.Option("--artifact", "-a", help="ONNX file or TensorRT engine to check.")
+        Path | None, typer.Option("--artifact", "-a", help="ONNX file, OpenVINO IR (.xml) or TensorRT engine to check.")
     ] = None,
     replay: Annotated[
         Path | None,
@@ -28,12 +28,25 @@ def parity_command(
     ] = None,
     arch: str = typer.Option(None, "--arch", help="Architecture of a checkpoint (default: the artifact's)."),
     backends: str = typer.Option(
-        None, "--backends", help="Comma-separated runtimes: torch,onnxruntime,tensorrt (default: the artifact's)."
+        None,
+        "--backends",
+        help="Comma-separated runtimes: torch,onnxruntime,openvino,tensorrt (default: the artifact's).",
     ),
     inputs: str = typer.Option("random", "--inputs", help="random, demo-digits, or an ImageFolder directory."),
     n: int = typer.Option(64, "--n", help="Number of samples (0 = the whole data set)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default: min(32, n, engine max))."),
-    precision: str = typer.Option(None, "--precision", help="fp32, fp16 or bf16: default budgets (and builds)."),
+    precision: str = typer.Option(
+        None,
+        "--precision",
+        help="fp32, fp16 or bf16: what openvino runs (and tensorrt builds) and the budget (per model where known); "
+        "an INT8 file from vitrt quantize is always checked at int8.",
+    ),
+    openvino_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--openvino-option", help="KEY=VALUE for the openvino backend, e.g. keep_fp32=fragile (repeatable)."
+        ),
+    ] = None,
     budget_max_abs: float = typer.Option(None, "--budget-max-abs", help="Override: max abs logit error."),
     budget_mean_abs: float = typer.Option(None, "--budget-mean-abs", help="Override: mean abs logit error."),
     budget_min_cosine: float = typer.Option(None, "--budget-min-cosine", help="Override: min cosine similarity."),
@@ -59,6 +72,7 @@ def parity_command(
     """Check that an exported artifact matches its PyTorch model (exit 3 when over budget)."""
 
     from vitrt.cli.logs import configure_logging
+    from vitrt.cli.serve import _parse_backend_options
     from vitrt.errors import ValidationError, VitrtError
     from vitrt.parity import run_parity
 
@@ -96,6 +110,7 @@ def parity_command(
         allow_mismatch=ignore_manifest_mismatch,
         report=report,
         trust_checkpoint=trust_checkpoint,
+        openvino_options=_parse_backend_options(openvino_option or [], "--openvino-option"),
     )
     result.print(make_console())
     if report is not None:

@@ -2,6 +2,7 @@
 
 >>> from vitrt.engines import load
 >>> backend = load("agent_digits.onnx")          # ONNX Runtime (GPU providers when present, else CPU)
+>>> backend = load("agent_digits.onnx", cpu_probe=True)  # on a CPU-only machine: the faster of ORT and OpenVINO
 >>> backend = load("agent_digits.plan")          # TensorRT, after checking model.plan.json
 >>> backend = load("agent_digits.onnx", backend="openvino", precision="bf16")  # OpenVINO, the fast CPU path
 >>> backend = load("agent_digits")               # PyTorch, a zoo model
@@ -72,13 +73,32 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
     `artifact`: an ONNX file, a TensorRT engine (`.plan` with its `.plan.json` manifest), a zoo model name, a
     checkpoint file (with `arch=`) or an nn.Module carrying `vitrt_metadata`.
     `backend`: "auto" picks the fastest runtime for the artifact (engine -> tensorrt; ONNX -> ONNX Runtime with
-    its TensorRT/CUDA providers when present, else CPU; IR -> openvino; model -> torch) and logs what it picked.
+    its TensorRT/CUDA providers when present, else CPU; ONNX with `precision=` -> openvino; IR -> openvino;
+    model -> torch) and logs what it picked. With `cpu_probe=True` (what `vitrt serve --backend auto` uses), an
+    ONNX file on a CPU-only machine runs on the faster of ONNX Runtime and OpenVINO at FP32, measured on the model
+    at batch `probe_batch=` (default 1), or on OpenVINO when `precision` asks for bf16/fp16
+    (`vitrt.engines.autoselect`); `selection_reason` says why.
     `options` go to the backend class: `TorchBackend`, `OnnxRuntimeBackend`, `OpenVINOBackend` (precision=,
     performance_hint=, threads=, streams=, cache=) or `TensorRTBackend`.
     """
     if backend not in BACKENDS:
         raise ArtifactError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     kind = artifact_kind(artifact)
+    cpu_probe = bool(options.pop("cpu_probe", False)) if backend == "auto" else False
+    probe_batch = int(options.pop("probe_batch", 1)) if backend == "auto" else 1
+    if backend == "auto" and kind == "onnx" and isinstance(artifact, str | Path):
+        from vitrt.engines import autoselect
+
+        if cpu_probe and autoselect.cpu_only():
+            selection = autoselect.select_cpu_backend(Path(artifact), options, probe_batch)
+            selection.backend.selection_reason = selection.reason
+            log.info("backend auto: %s for %s: %s", selection.backend.describe(), artifact, selection.reason)
+            return selection.backend
+        if "precision" in options:  # only OpenVINO takes a precision for an ONNX file
+            loaded_ov = autoselect.backend_class("openvino")(Path(artifact), **options)
+            loaded_ov.selection_reason = f"precision {options['precision']} is an option of openvino only"
+            log.info("backend auto: %s for %s: %s", loaded_ov.describe(), artifact, loaded_ov.selection_reason)
+            return loaded_ov  # type: ignore[no-any-return]
     chosen = _RUNNERS[kind][0] if backend == "auto" else backend
     if chosen not in _RUNNERS[kind]:
         raise ArtifactError(_mismatch_message(kind, chosen, artifact))
@@ -87,6 +107,9 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
             f"precision is an option of the openvino backend, not {chosen} (a TensorRT engine keeps the precision "
             "it was built with: vitrt build --precision)"
         )
+    from vitrt.engines.autoselect import check_options
+
+    check_options(chosen, options)
     if chosen == "torch":
         from vitrt.engines.pytorch import TorchBackend
 
@@ -110,6 +133,7 @@ def load(artifact: str | Path | nn.Module, backend: str = "auto", **options: Any
         assert isinstance(artifact, str | Path)
         loaded = TensorRTBackend(artifact, **options)
     if backend == "auto":
+        loaded.selection_reason = f"the runtime for a {kind} artifact"
         log.info("loaded %s with %s", artifact if isinstance(artifact, str | Path) else "module", loaded.describe())
     return loaded
 

@@ -53,6 +53,8 @@ class InferenceBackend(abc.ABC):
     max_batch_size: int | None = None
     metadata: ModelMetadata | None = None
     device: str = "cpu"
+    # Why `load(..., backend="auto")` chose this backend; None when the caller named it.
+    selection_reason: str | None = None
 
     def describe(self) -> str:
         """One line saying what runs the model, e.g. "onnxruntime (CPUExecutionProvider)"."""

@@ -3,6 +3,12 @@
     >>> from vitrt.engines.builder import BuildOptions, build_engine
     >>> result = build_engine("agent_deit_t.onnx", "agent_deit_t.plan", BuildOptions(precision="fp16"))
 
+`precision="int8"` builds an explicit-quantization file written by `vitrt quantize --target tensorrt` (Q/DQ on the
+linear layers, symmetric INT8, attention nodes float): TensorRT fuses each DQ -> MatMul/Conv into an INT8 kernel,
+the other layers run FP16 (weakly typed) or as written, FP32 (strongly typed), and the fragile FP32 islands stay
+pinned as in any reduced-precision build. The engine manifest records the quantization (target, method,
+calibration data and its sha256, accuracy on the held-out data).
+
 The build is split in two: `plan_build` does everything that needs only ONNX (flavour choice, plugin resolution,
 FP32 islands, the strongly typed rewrite, optimisation profiles) and runs anywhere; `build_engine` hands the
 prepared graph to TensorRT. TensorRT is imported lazily: without it (or without a GPU) `build_engine` raises
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_DYNAMIC_BATCH = (1, 8, 32)
 
 
@@ -95,6 +101,8 @@ class BuildPlan:
     metadata: ModelMetadata | None
     onnx_sha256: str
     notes: list[str] = field(default_factory=list)
+    # The `vitrt quantize` record of an INT8 (Q/DQ) file, for the manifest; None for a float build.
+    quantization: dict[str, Any] | None = None
 
 
 @dataclass
@@ -138,6 +146,9 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
     check_vitrt_nodes(model, onnx_path)
     metadata = onnx_graph.model_metadata(model)
     notes: list[str] = []
+    quantization = _int8_check(model, onnx_path, options)
+    if quantization is not None and options.strongly_typed:
+        notes.append("strongly typed INT8: the layers outside the Q/DQ pairs run in FP32, as the file types them")
     calls = onnx_passes.vitrt_nodes(model)
     plugin_library = resolve_plugins(options.plugins) if calls else None
     flavour = "tensorrt" if plugin_library is not None else "inlined"
@@ -146,7 +157,7 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
     if not calls and options.plugins not in ("auto", "none"):
         notes.append("the model has no vitrt ops: the plugin library is not needed")
 
-    reduced = options.precision != "fp32"
+    reduced = options.precision != "fp32" and not (options.precision == "int8" and options.strongly_typed)
     call_islands = onnx_graph.fp32_island_nodes(model, options.fp32_islands) if reduced else set()
     if reduced and options.strongly_typed:
         low = "fp16" if options.precision == "fp16" else "bf16"
@@ -187,7 +198,39 @@ def plan_build(onnx_path: str | Path, options: BuildOptions) -> BuildPlan:
         metadata=metadata,
         onnx_sha256=sha256_file(onnx_path),
         notes=notes,
+        quantization=quantization,
     )
+
+
+def _int8_check(model: onnx.ModelProto, onnx_path: Path, options: BuildOptions) -> dict[str, Any] | None:
+    """The quantization record of a Q/DQ file, refusing an INT8 build of a float file and vice versa."""
+    from vitrt.quantize.base import onnx_record
+    from vitrt.quantize.graph import QDQ_OPS, placement_problems
+
+    has_qdq = any(node.op_type in QDQ_OPS for node in model.graph.node)
+    record = onnx_record(model)
+    if options.precision != "int8":
+        if has_qdq:
+            raise EngineBuildError(
+                f"{onnx_path.name} is quantized (Q/DQ nodes); build it with --precision int8, or build the float file"
+            )
+        return None
+    if not has_qdq:
+        raise EngineBuildError(
+            f"--precision int8 needs an explicit-quantization file; {onnx_path.name} has no Q/DQ nodes: run "
+            f"`vitrt quantize {onnx_path.name} --target tensorrt` first"
+        )
+    if record is not None and record.get("target") != "tensorrt":
+        raise EngineBuildError(
+            f"{onnx_path.name} was quantized for {record.get('target')!r}, not for TensorRT; quantize the float file "
+            "with --target tensorrt"
+        )
+    problems = placement_problems(model, symmetric=True)
+    if problems:
+        raise EngineBuildError(f"{onnx_path.name} has Q/DQ that TensorRT cannot use: {problems[0]}")
+    if record is None:
+        return {"precision": "int8", "target": "tensorrt", "method": "external Q/DQ file (not from vitrt quantize)"}
+    return record
 
 
 def build_engine(
@@ -252,13 +295,16 @@ def build_engine(
     fp32_layers = 0
     if not options.strongly_typed and options.precision != "fp32":
         # Weakly typed precision flags are deprecated since TensorRT 10.12; where they are gone, say what to do.
-        flag = getattr(trt.BuilderFlag, options.precision.upper(), None)
-        if flag is None:
-            raise EngineBuildError(
-                f"TensorRT {trt.__version__} has no {options.precision.upper()} builder flag; build with "
-                "--strongly-typed"
-            )
-        config.set_flag(flag)
+        # INT8 (explicit quantization): the INT8 flag lets TensorRT run the Q/DQ-fused layers in INT8, FP16 the
+        # float layers between them.
+        wanted = ("INT8", "FP16") if options.precision == "int8" else (options.precision.upper(),)
+        for name in wanted:
+            flag = getattr(trt.BuilderFlag, name, None)
+            if flag is None:
+                raise EngineBuildError(
+                    f"TensorRT {trt.__version__} has no {name} builder flag; build with --strongly-typed"
+                )
+            config.set_flag(flag)
         if plan.fp32_nodes:
             fp32_layers = _trt.constrain_fp32(network, plan.fp32_nodes)
             prefer = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None)
@@ -347,6 +393,7 @@ def build_engine(
         plugins_serialized=plugins_serialized,
         plugin_layers=plugin_layers,
         ngc_release=os.environ.get("VITRT_NGC_RELEASE") or None,
+        quantization=plan.quantization,
         created=now_iso(),
     )
     manifest.save(manifest_path(engine_path))
@@ -419,5 +466,6 @@ def describe_plan(plan: BuildPlan) -> dict[str, Any]:
         "profile": {name: {"min": list(a), "opt": list(b), "max": list(c)} for name, (a, b, c) in plan.profile.items()},
         "model": plan.metadata.model if plan.metadata else None,
         "nodes": len(plan.model.graph.node),
+        "quantization": plan.quantization,
         "notes": plan.notes,
     }

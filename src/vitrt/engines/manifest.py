@@ -42,7 +42,7 @@ class EngineManifest:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "major.minor", e.g. "9.0"
-    precision: str  # fp32 | fp16 | bf16
+    precision: str  # fp32 | fp16 | bf16 | int8
     strongly_typed: bool
     # One dict per optimisation profile: input name -> {"min": shape, "opt": shape, "max": shape}.
     profiles: list[dict[str, dict[str, list[int]]]]
@@ -68,6 +68,9 @@ class EngineManifest:
     plugin_layers: dict[str, int] = field(default_factory=dict)
     # NGC container release the engine was built in (e.g. "25.10"): picks the matching Triton image.
     ngc_release: str | None = None
+    # INT8 engines: the `vitrt quantize` record of the Q/DQ file (target, method, calibration source, count and
+    # sha256, held-out accuracy drop and agreement); None for float engines.
+    quantization: dict[str, Any] | None = None
     created: str = ""
     format_version: int = MANIFEST_VERSION
 

@@ -8,8 +8,18 @@ uses for its `inlined` flavour); the file on disk stays the one artifact. An IR 
 Precision is OpenVINO's inference precision hint: fp32, bf16 or fp16 (`f32`/`f16` accepted). BF16 and FP16 need
 the CPU's instructions for them (AVX512-BF16/AMX, AVX512-FP16/AMX-FP16); OpenVINO itself would silently run FP32
 on a CPU without them, so the backend refuses with a one-line reason, or, with `fallback_fp32=True`, logs that it
-runs FP32 instead. OpenVINO's CPU plugin picks per-op precisions itself (it does not honour per-node FP32 pins on
-CPU); `runtime_precisions()` reports what each op type ran in, from the compiled model's runtime graph.
+runs FP32 instead.
+
+The numerically fragile steps (LayerNorm (MVN), softmax, the reductions behind norm denominators, the focusing
+power) can be kept in FP32 (`keep_fp32`). The default "auto" keeps them in FP32 at fp16, whose 5-bit exponent
+overflows in reductions and powers (on agent_digits and flatten_digits this cuts the max logit error 1.1-1.6x), and
+not at bf16: bf16 has FP32's exponent range and the CPU plugin's normalisation and reduction kernels accumulate in
+FP32 already, so pinning them gave bit-identical logits on those models while making bf16 about 20% slower
+(flatten_swin_t, batch 8, 2592 -> 3194 ms in one run on a busy 2-core machine); at bf16 the plugin also leaves
+Softmax in bf16 when marked. The plugin honours its "precise" runtime attribute (DisablePrecisionConversion) only
+as the IR reader creates it (a string set from Python is ignored), so a marked model is written to a temporary IR
+and read back before compilation.
+`runtime_precisions()` reports what each op type ran in, from the compiled model's runtime graph.
 
 Thread-safety: every `run` takes an infer request from a pool (one is created per concurrent caller), so calls from
 several threads run at once on as many OpenVINO streams as the compiled model has.
@@ -17,11 +27,10 @@ several threads run at once on as many OpenVINO streams as the compiled model ha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +50,16 @@ _HINT_VALUES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
 IR_SUFFIXES = (".xml",)
 _RT_INFO_KEY = "vitrt"
+# rt_info keys `vitrt quantize --target openvino` writes (JSON strings): the export metadata_props and the
+# quantization record (target, calibration, budget, accuracy); read_onnx copies an INT8 ONNX file's record there too.
+_RT_METADATA_JSON = "vitrt_metadata"
+_RT_QUANTIZATION_JSON = "vitrt_quantization"
+_ONNX_QUANTIZATION_KEY = "vitrt.quantization"
 INSTALL_HINT = "pip install openvino"
+# OpenVINO op types kept in FP32 at reduced precision: LayerNorm (MVN), softmax, the reductions that form norm
+# denominators (FLatten/InLine/Agent normalisers), the focusing power and square roots of norms.
+FRAGILE_OPS = ("MVN", "Softmax", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "Power", "Sqrt", "NormalizeL2")
+_PRECISE_KEY = "precise_0"  # DisableFP16Compression's rt_info name, which the IR deserialiser turns into the attribute
 
 
 def normalise_precision(precision: str) -> str:
@@ -65,6 +83,35 @@ def precision_problem(precision: str, capabilities: tuple[str, ...] | list[str])
     )
 
 
+def device_precision_problem(precision: str, device: str = "CPU") -> str | None:
+    """Why this machine's OpenVINO `device` cannot run `precision`, or None (asks OpenVINO's capabilities)."""
+    ov = require_openvino()
+    return precision_problem(
+        normalise_precision(precision), tuple(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    )
+
+
+def fp32_op_types(keep_fp32: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The OpenVINO op types `keep_fp32` names: "fragile" (FRAGILE_OPS), "none"/None/empty, or a list of types
+    ("auto" is resolved by the backend, which knows the precision)."""
+    if keep_fp32 is None:
+        return ()
+    if isinstance(keep_fp32, str):
+        word = keep_fp32.strip().lower()
+        if word == "fragile":
+            return FRAGILE_OPS
+        if word in ("none", ""):
+            return ()
+        keep_fp32 = [part for part in keep_fp32.split(",") if part.strip()]
+    types = tuple(dict.fromkeys(str(t).strip() for t in keep_fp32))
+    bad = [t for t in types if not t.isidentifier()]
+    if bad:
+        raise ArtifactError(
+            f"keep_fp32: {bad[0]!r} is not an OpenVINO op type; give auto, fragile, none or e.g. MVN,Softmax"
+        )
+    return types
+
+
 def require_openvino() -> Any:
     """The `openvino` module, or BackendUnavailableError saying how to install it."""
     try:
@@ -78,9 +125,12 @@ def require_openvino() -> Any:
 
 
 def openvino_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    """True when `openvino` imports (a package that is present but broken counts as unavailable)."""
+    try:
+        require_openvino()
+    except BackendUnavailableError:
+        return False
+    return True
 
 
 class OpenVINOBackend(InferenceBackend):
@@ -91,11 +141,12 @@ class OpenVINOBackend(InferenceBackend):
     threads: INFERENCE_NUM_THREADS (default: OpenVINO's choice, all physical cores).
     streams: NUM_STREAMS (default: chosen by the performance hint).
     cache: OpenVINO's compiled-model cache directory: True (default) = <vitrt cache dir>/openvino, a path, or
-        False for none; a second load of the same model skips compilation. Blobs live in a subdirectory named by
-        the model file's sha256: OpenVINO's own key for an in-memory model does not cover all of its content, and a
-        blob compiled from an earlier export of the same model (same key) crashed the process when it ran.
+        False for none; a second load of the same model skips compilation. Entries live in a sub-folder per
+        artifact content (sha256), compile properties (precision, hint, threads, ...) and FP32 pin set.
     fallback_fp32: on a CPU without the instructions for `precision`, log a warning and run FP32 instead of
         raising BackendUnavailableError.
+    keep_fp32: at bf16/fp16, op types that stay FP32: "auto" (default: "fragile" at fp16, "none" at bf16),
+        "fragile" (FRAGILE_OPS), "none", or a list such as ["MVN", "ReduceSum"] (OpenVINO op type names).
     device: the OpenVINO device (default "CPU").
     config: extra OpenVINO properties, e.g. {"ENABLE_HYPER_THREADING": "NO"}.
     """
@@ -112,6 +163,7 @@ class OpenVINOBackend(InferenceBackend):
         streams: int | str | None = None,
         cache: bool | str | Path = True,
         fallback_fp32: bool = False,
+        keep_fp32: str | Sequence[str] | None = "auto",
         device: str = "CPU",
         config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -135,6 +187,11 @@ class OpenVINOBackend(InferenceBackend):
         self.precision = self._supported_precision(core, device, requested, fallback_fp32)
         self.performance_hint = hint
         model, self.metadata = self._read(core, ov)
+        # The INT8 provenance of a quantized model (`vitrt quantize`): None for a float model.
+        self.quantization = _quantization_record(model)
+        if isinstance(keep_fp32, str) and keep_fp32.strip().lower() == "auto":
+            keep_fp32 = "fragile" if self.precision == "fp16" else "none"
+        self.fp32_ops = fp32_op_types(keep_fp32) if self.precision != "fp32" else ()
         properties: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _HINT_VALUES[self.precision],
             "PERFORMANCE_HINT": hint.upper(),
@@ -143,13 +200,17 @@ class OpenVINOBackend(InferenceBackend):
             properties["INFERENCE_NUM_THREADS"] = int(threads)
         if streams is not None:
             properties["NUM_STREAMS"] = str(streams)
-        self.cache_dir = _cache_dir(cache, self.path)
+        properties.update(dict(config or {}))
+        self.cache_dir = _cache_dir(cache)
         if self.cache_dir is not None:
+            # One folder per artifact content, compile properties and FP32 pin set: OpenVINO 2026.4's cache key for
+            # an in-memory model ignores the precision hint, and a bf16 compile then imports the fp32 blob and
+            # returns wrong logits (max error 2 on flatten_digits), so vitrt's key carries what OpenVINO's lacks.
+            self.cache_dir = self.cache_dir / _artifact_key(self.path, properties, self.fp32_ops)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             properties["CACHE_DIR"] = str(self.cache_dir)
-        properties.update(dict(config or {}))
         try:
-            self.compiled = core.compile_model(model, device, properties)
+            self.compiled = _compile(core, ov, model, device, properties, self.fp32_ops)
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise ArtifactError(
                 f"OpenVINO cannot compile {self.path} for {device}: {_one_line(err)}; check the backend options, "
@@ -187,7 +248,11 @@ class OpenVINOBackend(InferenceBackend):
     def describe(self) -> str:
         fallback = f", fell back from {self.requested_precision}" if self.precision != self.requested_precision else ""
         hint = f"{self.performance_hint}, {self.streams} streams"
-        return f"openvino ({self.device.upper()}, {self.precision}{fallback}, {hint})"
+        int8 = ""
+        if self.quantization is not None:
+            int8 = f", int8 by vitrt quantize for {self.quantization.get('target', '?')}"
+        pinned = f", {'/'.join(self.fp32_ops[:2])}... in fp32" if self.fp32_ops else ""
+        return f"openvino ({self.device.upper()}, {self.precision}{fallback}{int8}{pinned}, {hint})"
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [spec.name for spec in self.outputs]
@@ -236,6 +301,27 @@ class OpenVINOBackend(InferenceBackend):
 _NON_COMPUTE_LAYERS = frozenset({"Input", "Output", "Const", "Reorder", "Reshape", "ShapeOf", "Convert"})
 
 
+def _compile(core: Any, ov: Any, model: Any, device: str, properties: dict[str, Any], fp32_ops: tuple[str, ...]) -> Any:
+    """compile_model, with the ops of `fp32_ops` types marked precise (through the IR serialiser, see the module
+    docstring) so the plugin keeps them in FP32 at a reduced inference precision."""
+    import tempfile
+
+    marked = 0
+    wanted = set(fp32_ops)
+    for op in model.get_ordered_ops() if wanted else ():
+        if op.get_type_name() in wanted:
+            op.get_rt_info()[_PRECISE_KEY] = ""
+            marked += 1
+    if not marked:
+        return core.compile_model(model, device, properties)
+    log.debug("OpenVINO keeps %d ops (%s) in FP32", marked, ", ".join(fp32_ops))
+    # Compiled inside the folder: the read model may map model.bin (on Linux an unlinked mapping stays valid).
+    with tempfile.TemporaryDirectory(prefix="vitrt-ov-", ignore_cleanup_errors=True) as tmp:
+        xml = Path(tmp) / "model.xml"
+        ov.serialize(model, str(xml), str(xml.with_suffix(".bin")))
+        return core.compile_model(core.read_model(str(xml)), device, properties)
+
+
 def read_onnx(path: Path, core: Any = None) -> tuple[Any, ModelMetadata | None]:
     """An `openvino.Model` of a vitrt ONNX file (vitrt nodes inlined in memory) and the file's vitrt metadata."""
     from vitrt import onnx_passes
@@ -253,6 +339,9 @@ def read_onnx(path: Path, core: Any = None) -> tuple[Any, ModelMetadata | None]:
         raise ArtifactError(
             f"OpenVINO cannot convert {path}: {_one_line(err)}; serve it with --backend onnxruntime instead"
         ) from None
+    record = next((p.value for p in proto.metadata_props if p.key == _ONNX_QUANTIZATION_KEY), None)
+    if record is not None:
+        model.set_rt_info(record, [_RT_QUANTIZATION_JSON])
     return model, metadata
 
 
@@ -272,29 +361,73 @@ def save_ir(onnx_path: str | Path, xml_path: str | Path) -> list[Path]:
     return [xml, xml.with_suffix(".bin")]
 
 
+def read_ir_records(xml_path: str | Path) -> tuple[ModelMetadata | None, dict[str, Any] | None]:
+    """The vitrt export metadata and the `vitrt quantize` record of an OpenVINO IR, read without compiling it."""
+    ov = require_openvino()
+    try:
+        model = ov.Core().read_model(str(xml_path))
+    except Exception as err:
+        raise ArtifactError(f"OpenVINO cannot read {xml_path}: {_one_line(err)}") from None
+    return _ir_metadata(model), _quantization_record(model)
+
+
 def _ir_metadata(model: Any) -> ModelMetadata | None:
-    if not model.has_rt_info([_RT_INFO_KEY, "vitrt.model"]):
+    if model.has_rt_info([_RT_INFO_KEY, "vitrt.model"]):
+        info = model.get_rt_info()[_RT_INFO_KEY]
+        props = {str(key): str(info[key].astype(str)) for key in info.keys()}  # noqa: SIM118  (OVAny mapping)
+    elif model.has_rt_info([_RT_METADATA_JSON]):
+        loaded = _rt_json(model, _RT_METADATA_JSON)
+        if not isinstance(loaded, dict) or "vitrt.model" not in loaded:
+            return None
+        props = {str(key): str(value) for key, value in loaded.items()}
+    else:
         return None
-    info = model.get_rt_info()[_RT_INFO_KEY]
-    props = {str(key): str(info[key].astype(str)) for key in info.keys()}  # noqa: SIM118  (OVAny mapping)
     try:
         return ModelMetadata.from_props(props)
     except (ValueError, TypeError) as err:
         raise ArtifactError(f"the IR's vitrt metadata is malformed ({err})") from None
 
 
-def _cache_dir(cache: bool | str | Path, model: Path) -> Path | None:
-    """The cache directory for this model file: <cache>/<first 16 hex digits of its sha256 (and its IR weights')>."""
+def _rt_json(model: Any, key: str) -> Any:
+    """A JSON string stored in the model's rt_info under `key`, decoded; ArtifactError when it is not JSON."""
+    import json
+
+    raw = str(model.get_rt_info()[key].astype(str))
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ArtifactError(f"the model's rt_info {key} is not valid JSON ({err})") from None
+
+
+def _quantization_record(model: Any) -> dict[str, Any] | None:
+    """The `vitrt quantize` record of an INT8 model (rt_info `vitrt_quantization`), or None for a float model."""
+    if not model.has_rt_info([_RT_QUANTIZATION_JSON]):
+        return None
+    record = _rt_json(model, _RT_QUANTIZATION_JSON)
+    return record if isinstance(record, dict) else None
+
+
+def _artifact_key(path: Path, properties: Mapping[str, Any], fp32_ops: tuple[str, ...]) -> str:
+    import hashlib
+
+    from vitrt.files import sha256_file
+
+    digest = hashlib.sha256(sha256_file(path).encode())
+    if path.suffix in IR_SUFFIXES and path.with_suffix(".bin").is_file():
+        digest.update(sha256_file(path.with_suffix(".bin")).encode())
+    digest.update(repr(sorted((str(k), str(v)) for k, v in properties.items() if k != "CACHE_DIR")).encode())
+    digest.update(",".join(fp32_ops).encode())
+    return digest.hexdigest()[:20]
+
+
+def _cache_dir(cache: bool | str | Path) -> Path | None:
     if cache is False or cache is None:
         return None
-    from vitrt.files import cache_dir, sha256_file
+    if cache is True:
+        from vitrt.files import cache_dir
 
-    root = cache_dir() / "openvino" if cache is True else Path(cache).expanduser()
-    key = sha256_file(model)
-    weights = model.with_suffix(".bin")
-    if model.suffix in IR_SUFFIXES and weights.is_file():
-        key = hashlib.sha256((key + sha256_file(weights)).encode()).hexdigest()
-    return root / key[:16]
+        return cache_dir() / "openvino"
+    return Path(cache).expanduser()
 
 
 def _spec(port: Any) -> TensorSpec:
@@ -312,4 +445,6 @@ def _one_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # OpenVINO puts the useful sentence after its "Check ... failed at ..." location lines.
     useful = [line for line in lines if not line.startswith(("Check ", "Exception from", "../", "/"))]
-    return " ".join(useful or lines)[:300] or type(err).__name__
+    text = " ".join(useful or lines)
+    text = text.split(" To facilitate the conversion")[0]  # the frontend's pointer to its extension docs
+    return text[:300] or type(err).__name__

@@ -6,19 +6,21 @@
 """
 
 from vitrt.parity.blocks import BlockComparison, PerBlockReport, find_blocks
-from vitrt.parity.budgets import DEFAULT_BUDGETS, Budget, default_budget
+from vitrt.parity.budgets import DEFAULT_BUDGETS, MODEL_BUDGETS, Budget, budget_for, default_budget
 from vitrt.parity.metrics import OutputComparison
 from vitrt.parity.report import BackendSummary, ParityReport
 from vitrt.parity.runner import run_parity
 
 __all__ = [
     "DEFAULT_BUDGETS",
+    "MODEL_BUDGETS",
     "BackendSummary",
     "BlockComparison",
     "Budget",
     "OutputComparison",
     "ParityReport",
     "PerBlockReport",
+    "budget_for",
     "default_budget",
     "find_blocks",
     "run_parity",

@@ -118,6 +118,32 @@ def onnx_block_outputs(
     return {block: values[tensor] for block, tensor in tensors.items()}
 
 
+def openvino_block_outputs(
+    model: onnx.ModelProto, tensors: dict[str, str], feeds: dict[str, np.ndarray], options: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Compile `model` with OpenVINO (same precision options as the checked backend) with the block tensors exposed
+    as outputs, and run it."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx as onnx_lib
+
+    from vitrt.engines.onnx_graph import add_graph_outputs
+    from vitrt.engines.openvino import OpenVINOBackend
+
+    probed = add_graph_outputs(model, tensors.values())
+    names = list(dict.fromkeys(tensors.values()))
+    with tempfile.TemporaryDirectory(prefix="vitrt-ov-blocks-") as tmp:
+        path = Path(tmp) / "probe.onnx"
+        onnx_lib.save(probed, str(path))
+        backend = OpenVINOBackend(path, cache=False, **options)
+        try:
+            values = backend.run(feeds, names)
+        finally:
+            backend.close()
+    return {block: values[tensor] for block, tensor in tensors.items()}
+
+
 def tensorrt_block_outputs(
     model: onnx.ModelProto,
     tensors: dict[str, str],

@@ -18,6 +18,8 @@ class BackendSummary:
     description: str
     accuracy: float | None = None
     top5_accuracy: float | None = None
+    # {runtime precision: {op type: count}} where the runtime reports it (OpenVINO's compiled graph).
+    runtime_precisions: dict[str, dict[str, int]] | None = None
 
 
 @dataclass
@@ -106,6 +108,14 @@ class ParityReport:
             f"cosine ≥ {b.min_cosine:g}, top-1 agreement ≥ {b.min_top1_agreement:g}, "
             f"accuracy drop ≤ {b.max_accuracy_drop:g}.",
         ]
+        for summary in self.backends:
+            if summary.runtime_precisions:
+                lines += [
+                    "",
+                    f"## Runtime precisions: {summary.name}",
+                    "",
+                    *precision_table(summary.runtime_precisions),
+                ]
         if self.failures():
             lines += ["", "## Over budget", ""] + [f"- {failure}" for failure in self.failures()]
         for block in self.per_block:
@@ -171,10 +181,27 @@ class ParityReport:
             if block.rows:
                 console.print(blocks)
             console.print(block.summary())
+        for summary in self.backends:
+            if summary.runtime_precisions:
+                ran = "; ".join(
+                    f"{precision}: {', '.join(f'{op} {n}' for op, n in ops.items())}"
+                    for precision, ops in summary.runtime_precisions.items()
+                )
+                console.print(f"{summary.name} ran (op type count per precision) {ran}")
         for note in self.notes:
             console.print(f"note: {note}")
         for failure in self.failures():
             console.print(f"[red]over budget[/red]: {failure}")
+
+
+def precision_table(precisions: dict[str, dict[str, int]]) -> list[str]:
+    """Markdown rows: one per op type, how many of its ops ran in each precision the runtime reports."""
+    columns = sorted(precisions)
+    op_types = sorted({op for ops in precisions.values() for op in ops})
+    rows = ["| op type | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for op in op_types:
+        rows.append(f"| {op} | " + " | ".join(str(precisions[c].get(op, "")) or "" for c in columns) + " |")
+    return rows
 
 
 def _pct(value: float | None) -> str:

@@ -14,7 +14,7 @@ from vitrt.engines import ENGINE_SUFFIXES, artifact_kind
 from vitrt.engines.manifest import EngineManifest, manifest_path, now_iso
 from vitrt.errors import ArtifactError, VitrtError
 from vitrt.parity import blocks as block_probe
-from vitrt.parity.budgets import Budget, default_budget
+from vitrt.parity.budgets import MODEL_BUDGETS, Budget, budget_for, default_budget
 from vitrt.parity.inputs import ParityInputs, load_inputs
 from vitrt.parity.metrics import accuracy, check_budget, compare
 from vitrt.parity.report import BackendSummary, ParityReport
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnxruntime", "tensorrt")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")
 PER_BLOCK_SAMPLES = 4
 
 
@@ -51,6 +51,7 @@ def run_parity(
     providers: Any = "auto",
     report: str | Path | None = None,
     trust_checkpoint: bool = False,
+    openvino_options: dict[str, Any] | None = None,
 ) -> ParityReport:
     """Run the PyTorch model and every requested runtime of `artifact` on the same inputs and compare.
 
@@ -58,8 +59,11 @@ def run_parity(
         with `vitrt_metadata`.
     artifact: an ONNX file or a TensorRT engine. ONNX + "tensorrt" builds a temporary engine at `precision`;
         engine + "onnxruntime" runs the ONNX file recorded in the engine's manifest.
-    backends: subset of torch, onnxruntime, tensorrt (default: torch plus the artifact's own runtime).
-    precision: selects the default budget (default: the engine's precision, else fp32).
+    backends: subset of torch, onnxruntime, openvino, tensorrt (default: torch plus the artifact's own runtime).
+    precision: fp32, bf16 or fp16: the precision openvino runs (and a tensorrt build uses) and the budget,
+        `budgets.budget_for(model, precision)` (default: the engine's precision, else fp32). onnxruntime always
+        runs fp32 and is held to the fp32 budget.
+    openvino_options: further OpenVINOBackend options (threads, keep_fp32, fallback_fp32, ...).
     per_block: also compare every transformer block's output and name the first one that diverges.
     report: write `<report>.md` and `<report>.json`.
 
@@ -71,19 +75,23 @@ def run_parity(
     from vitrt.engines.pytorch import TorchBackend
 
     artifact = Path(artifact)
-    if artifact.suffix != ".onnx" and artifact.suffix not in ENGINE_SUFFIXES:
-        raise ArtifactError(f"--artifact must be an ONNX file or a TensorRT engine (.plan), got {artifact}")
+    if artifact.suffix not in (".onnx", ".xml") and artifact.suffix not in ENGINE_SUFFIXES:
+        raise ArtifactError(
+            f"--artifact must be an ONNX file, an OpenVINO IR (.xml) or a TensorRT engine (.plan), got {artifact}"
+        )
     kind = artifact_kind(artifact)
     if not artifact.is_file():
         raise ArtifactError(f"artifact not found: {artifact}")
     has_manifest = kind == "engine" and manifest_path(artifact).is_file()
     manifest = EngineManifest.load(manifest_path(artifact)) if has_manifest else None
     runtimes = _runtimes(backends, kind)
-    precision = precision or (manifest.precision if manifest else "fp32")
-    budget = (budget or default_budget(precision)).with_overrides(budget_overrides)
+    if kind == "ir" and runtimes != ["openvino"]:
+        raise VitrtError("an OpenVINO IR (.xml) runs only on openvino; use --backends torch,openvino")
     notes: list[str] = []
-
-    artifact_meta = _artifact_metadata(artifact, manifest)
+    artifact_meta, quantized = _artifact_records(artifact, manifest)
+    precision = _check_precision(artifact, precision, manifest, quantized, notes)
+    if precision == "bf16" and "tensorrt" in runtimes:
+        raise VitrtError("tensorrt engines are fp32, fp16 or int8; check bf16 with --backends openvino")
     if arch is None and artifact_meta is not None and _is_checkpoint(model):
         arch = artifact_meta.model  # a bare checkpoint: the artifact says which architecture it is
     weights_seed = _reference_weights(model, checkpoint, artifact, artifact_meta, notes)
@@ -103,12 +111,37 @@ def run_parity(
 
     data = load_inputs(inputs, meta, n, seed)
     notes += data.notes
+    labelled = data.labels is not None
+    if budget is None and not labelled and (meta.model, precision) in MODEL_BUDGETS:
+        notes.append(
+            f"{meta.model}'s own {precision} budget holds for real (labelled) images; random inputs sit near class "
+            f"ties, so the default {precision} budget applies"
+        )
+    budget = (budget or budget_for(meta.model, precision, labelled)).with_overrides(budget_overrides)
+    # ONNX Runtime runs a float file in FP32 whatever the check's precision: it keeps the FP32 budget (with the same
+    # overrides). An INT8 file is INT8 on every runtime.
+    ort_budget = budget
+    if precision not in ("fp32", "int8"):
+        ort_budget = budget_for(meta.model, "fp32").with_overrides(budget_overrides)
+        if "onnxruntime" in runtimes:
+            notes.append("onnxruntime runs fp32: it is checked against the fp32 budget")
     opened: list[InferenceBackend] = []
     with tempfile.TemporaryDirectory(prefix="vitrt-parity-") as tmp:
         try:
             for runtime in runtimes:
                 opened.append(
-                    _open_runtime(runtime, artifact, kind, manifest, precision, plugins, allow_mismatch, providers, tmp)
+                    _open_runtime(
+                        runtime,
+                        artifact,
+                        kind,
+                        manifest,
+                        precision,
+                        plugins,
+                        allow_mismatch,
+                        providers,
+                        tmp,
+                        openvino_options or {},
+                    )
                 )
                 if runtime == "tensorrt" and kind == "onnx":
                     notes.append(f"tensorrt ran an engine built for this check ({precision})")
@@ -133,12 +166,14 @@ def run_parity(
                 comparison = compare(backend.name, backend.outputs[0].name, ref_logits, logits)
                 if summary.accuracy is not None and ref_summary.accuracy is not None:
                     comparison.accuracy_drop = ref_summary.accuracy - summary.accuracy
-                check_budget(comparison, budget)
+                check_budget(comparison, ort_budget if backend.name == "onnxruntime" else budget)
                 comparisons.append(comparison)
 
             block_reports = []
             if per_block:
-                block_reports = _per_block(reference, opened, artifact, kind, manifest, data, budget, plugins)
+                block_reports = _per_block(
+                    reference, opened, artifact, kind, manifest, data, budget, plugins, openvino_options or {}
+                )
         finally:
             for backend in opened:
                 backend.close()
@@ -167,14 +202,14 @@ def run_parity(
 
 def _runtimes(backends: Sequence[str] | None, kind: str) -> list[str]:
     if backends is None:
-        return ["onnxruntime"] if kind == "onnx" else ["tensorrt"]
+        return {"onnx": ["onnxruntime"], "ir": ["openvino"]}.get(kind, ["tensorrt"])
     chosen = [b.strip() for b in backends if b.strip()]
     unknown = [b for b in chosen if b not in RUNTIMES]
     if unknown:
         raise VitrtError(f"unknown backend {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
     others = [b for b in dict.fromkeys(chosen) if b != "torch"]
     if not others:
-        raise VitrtError("name at least one runtime besides torch to compare (onnxruntime, tensorrt)")
+        raise VitrtError("name at least one runtime besides torch to compare (onnxruntime, openvino, tensorrt)")
     return others
 
 
@@ -235,20 +270,57 @@ def _is_checkpoint(model: object) -> bool:
     return isinstance(model, str | Path) and (Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file())
 
 
-def _artifact_metadata(artifact: Path, manifest: EngineManifest | None) -> Any:
+def _artifact_records(artifact: Path, manifest: EngineManifest | None) -> tuple[Any, dict[str, Any] | None]:
+    """The artifact's export metadata and its `vitrt quantize` record (None for a float artifact)."""
     if manifest is not None:
-        return manifest.model_metadata()
+        return manifest.model_metadata(), manifest.quantization
+    if artifact.suffix == ".xml":
+        from vitrt.engines.openvino import read_ir_records
+
+        return read_ir_records(artifact)
     if artifact.suffix == ".onnx":
         import onnx
 
         from vitrt.engines.onnx_graph import model_metadata
+        from vitrt.quantize.base import onnx_record
 
         try:
             proto = onnx.load(str(artifact), load_external_data=False)
         except Exception as err:
             raise ArtifactError(f"cannot read ONNX file {artifact} ({type(err).__name__})") from None
-        return model_metadata(proto)
-    return None
+        return model_metadata(proto), onnx_record(proto)
+    return None, None
+
+
+def _check_precision(
+    artifact: Path,
+    precision: str | None,
+    manifest: EngineManifest | None,
+    quantized: dict[str, Any] | None,
+    notes: list[str],
+) -> str:
+    """The precision the check runs and is budgeted at: INT8 exactly for `vitrt quantize` artifacts."""
+    int8 = quantized is not None or (manifest is not None and manifest.precision == "int8")
+    if int8:
+        if precision not in (None, "int8"):
+            raise VitrtError(
+                f"{artifact.name} is INT8 (vitrt quantize); it is checked at int8, so drop --precision {precision}"
+            )
+        record = quantized or {}
+        notes.append(
+            f"INT8 artifact (vitrt quantize for {record.get('target', '?')}, {record.get('method', '?')}, "
+            f"calibrated on {record.get('calibration_count', '?')} images of {record.get('calibration', '?')}): "
+            "held to the int8 budget"
+        )
+        return "int8"
+    if precision == "int8":
+        raise VitrtError(
+            f"{artifact.name} is not INT8 (it carries no vitrt quantize record); make an INT8 file with "
+            "`vitrt quantize` and check that one"
+        )
+    chosen = precision or (manifest.precision if manifest else "fp32")
+    default_budget(chosen)  # an unknown precision is refused before anything loads
+    return chosen
 
 
 def _open_runtime(
@@ -261,11 +333,16 @@ def _open_runtime(
     allow_mismatch: bool,
     providers: Any,
     tmp: str,
+    openvino_options: dict[str, Any],
 ) -> InferenceBackend:
     from vitrt.engines import load
 
     if runtime == "onnxruntime":
         return load(artifact, backend="onnxruntime", providers=providers)
+    if runtime == "openvino":
+        # An INT8 model runs its quantized layers in INT8 and the rest at the FP32 hint unless the options say so.
+        compute = "fp32" if precision == "int8" else precision
+        return load(artifact, backend="openvino", **{"precision": compute, **openvino_options})
     if kind == "engine":
         return load(artifact, backend="tensorrt", plugins=plugins, allow_mismatch=allow_mismatch)
     from vitrt.engines.builder import BuildOptions, build_engine
@@ -296,6 +373,8 @@ def _run_all(backend: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
 
 def _summary(backend: Any, logits: np.ndarray, data: ParityInputs) -> BackendSummary:
     summary = BackendSummary(backend.name, backend.describe())
+    if hasattr(backend, "runtime_precisions"):
+        summary.runtime_precisions = backend.runtime_precisions()
     if data.labels is not None and logits.ndim == 2:
         summary.accuracy = accuracy(logits, data.labels, 1)
         summary.top5_accuracy = accuracy(logits, data.labels, 5)
@@ -311,6 +390,7 @@ def _per_block(
     data: ParityInputs,
     budget: Budget,
     plugins: str | Path | None,
+    openvino_options: dict[str, Any],
 ) -> list[block_probe.PerBlockReport]:
     import torch
 
@@ -347,6 +427,9 @@ def _per_block(
         if backend.name == "tensorrt":
             options = manifest.build_options if manifest else {}
             actual = block_probe.tensorrt_block_outputs(proto, tensors, feeds, options, plugins)
+        elif backend.name == "openvino":
+            ov_options = {"precision": getattr(backend, "precision", "fp32"), **openvino_options}
+            actual = block_probe.openvino_block_outputs(proto, tensors, feeds, ov_options)
         else:
             actual = block_probe.onnx_block_outputs(proto, tensors, feeds)
         report = block_probe.compare_blocks(backend.name, names, ref_blocks, actual, tensors, budget.block_rel)

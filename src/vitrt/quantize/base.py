@@ -25,6 +25,7 @@ class Target(abc.ABC):
     name: str
     suffix: str  # file suffix of the quantized artifact
     library: str  # the Python package doing the work, for messages and reports
+    method: str  # how it quantizes, in words (recorded in the artifact and the engine manifest)
 
     @abc.abstractmethod
     def check_available(self) -> None:

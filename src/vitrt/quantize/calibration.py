@@ -50,10 +50,23 @@ class CalibrationData:
     holdout_source: str
     _batches: Callable[[int], Iterator[np.ndarray]]
     notes: list[str] = field(default_factory=list)
+    _sha256: str | None = field(default=None, repr=False)
 
     def batches(self, batch_size: int = 16) -> Iterator[np.ndarray]:
         """The calibration samples as float32 (B, C, H, W) batches, produced on demand."""
         return self._batches(batch_size)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the preprocessed float32 calibration tensors, in order (recorded with the INT8 artifact)."""
+        if self._sha256 is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for batch in self.batches(64):
+                digest.update(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
+            self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def subset(self, count: int) -> CalibrationData:
         """The same data with only the first `count` calibration samples (the sensitivity search uses fewer)."""

@@ -1,10 +1,11 @@
 """ONNX Runtime static QDQ (the CPU default) and its TensorRT explicit-quantization variant.
 
 Both use `onnxruntime.quantization.quantize_static` (MinMax calibration, QDQ format) on the linear layers only
-(MatMul/Gemm/Conv with constant weights): per-channel INT8 weights, per-tensor INT8 activations. MinMax reduces each
-calibrated tensor to its min and max inside the calibration graph, so memory does not grow with the number of
-images. vitrt attention nodes are not quantizable op types; after quantization any attention input that a shared
-Q/DQ pair would feed is rewired to the float tensor (`graph.keep_vitrt_inputs_float`).
+(MatMul/Gemm/Conv with constant weights, named explicitly; softmax attention's activation matmuls stay float):
+per-channel INT8 weights, per-tensor INT8 activations. MinMax reduces each calibrated tensor to its min and max
+inside the calibration graph, so memory does not grow with the number of images. vitrt attention nodes are not
+quantizable op types; after quantization any attention input that a shared Q/DQ pair would feed is rewired to the
+float tensor (`graph.keep_vitrt_inputs_float`).
 
 The TensorRT flavour differs where TensorRT's explicit quantization needs it: symmetric activations (zero point
 0), no bias quantization (TensorRT fuses the float bias into the INT8 GEMM), Q/DQ only on the inputs of weighted
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vitrt.quantize.base import Target, Tick, counted, require, set_onnx_record
-from vitrt.quantize.graph import WEIGHTED_OPS, keep_vitrt_inputs_float
+from vitrt.quantize.graph import WEIGHTED_OPS, keep_vitrt_inputs_float, quantizable_nodes
 
 if TYPE_CHECKING:
     import onnx
@@ -37,6 +38,7 @@ class OnnxRuntimeTarget(Target):
     name = "onnxruntime"
     suffix = ".onnx"
     library = "onnxruntime.quantization"
+    method = "static QDQ (quantize_static, MinMax), per-channel INT8 weights, per-tensor INT8 activations"
     symmetric_activations = False
     extra: dict[str, Any] = {}
 
@@ -50,6 +52,12 @@ class OnnxRuntimeTarget(Target):
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
         input_name = model.graph.input[0].name
+        # Only the linear layers (constant weights): op_types_to_quantize alone would also take the
+        # activation-by-activation MatMuls of softmax attention (Q @ K^T, P @ V) and weights computed at run time.
+        chosen = [node.name for node in quantizable_nodes(model) if node.name not in exclude]
+        if not chosen:  # everything kept float (the end of a sensitivity search): the float graph itself
+            onnx.save(model, str(out))
+            return
 
         class Reader(CalibrationDataReader):  # type: ignore[misc]
             def __init__(self) -> None:
@@ -75,6 +83,7 @@ class OnnxRuntimeTarget(Target):
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 op_types_to_quantize=list(WEIGHTED_OPS),
+                nodes_to_quantize=chosen,
                 nodes_to_exclude=sorted(exclude),
                 extra_options=options,
             )
@@ -103,6 +112,10 @@ class OnnxRuntimeTarget(Target):
 class TensorRTTarget(OnnxRuntimeTarget):
     name = "tensorrt"
     library = "onnxruntime.quantization (TensorRT explicit-quantization settings)"
+    method = (
+        "explicit-quantization QDQ (quantize_static, MinMax), per-channel symmetric INT8 weights, per-tensor "
+        "symmetric INT8 activations, float bias"
+    )
     symmetric_activations = True
     extra = {
         "QuantizeBias": False,

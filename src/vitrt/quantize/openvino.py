@@ -38,6 +38,7 @@ class OpenVinoTarget(Target):
     name = "openvino"
     suffix = ".xml"
     library = "nncf + openvino"
+    method = "NNCF post-training quantization (transformer preset, SmoothQuant off, attention bodies ignored)"
 
     def check_available(self) -> None:
         require("openvino", "openvino", "openvino")

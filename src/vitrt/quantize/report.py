@@ -19,12 +19,14 @@ class QuantizeReport:
     source: str
     target: str
     library: str
+    method: str
     out: str
     written: bool
     forced: bool
     budget: AccuracyBudget
     calibration: str
     calibration_count: int
+    calibration_sha256: str
     holdout: str
     initial: Evaluation
     final: Evaluation
@@ -52,12 +54,17 @@ class QuantizeReport:
             "source": self.source,
             "target": self.target,
             "library": self.library,
+            "method": self.method,
             "out": self.out,
             "written": self.written,
             "forced": self.forced,
             "passed": self.passed,
             "budget": asdict(self.budget),
-            "calibration": {"source": self.calibration, "count": self.calibration_count},
+            "calibration": {
+                "source": self.calibration,
+                "count": self.calibration_count,
+                "sha256": self.calibration_sha256,
+            },
             "holdout": self.holdout,
             "initial": self.initial.to_dict(),
             "final": self.final.to_dict(),
@@ -80,8 +87,9 @@ class QuantizeReport:
         lines = [
             f"# INT8 quantization of {self.model} for {self.target}",
             "",
-            f"- source: `{self.source}` -> `{self.out}` ({state}); quantizer: {self.library}",
-            f"- calibration: {self.calibration}, {self.calibration_count} samples; held-out: {self.holdout}, "
+            f"- source: `{self.source}` -> `{self.out}` ({state}); quantizer: {self.library}; {self.method}",
+            f"- calibration: {self.calibration}, {self.calibration_count} samples (sha256 "
+            f"{self.calibration_sha256[:12]}); held-out: {self.holdout}, "
             f"{self.final.n} samples",
             f"- budget: accuracy drop <= {self.budget.max_accuracy_drop:g} pt, top-1 agreement >= "
             f"{self.budget.min_agreement:g} %",

@@ -18,6 +18,11 @@ models:
       backend: onnxruntime
       rate: 0.05
       policy: unready
+  - name: digits-fast
+    artifact: out/agent_digits.onnx
+    backend: openvino        # or auto: on a CPU-only machine the faster of onnxruntime and openvino, measured
+    precision: bf16          # openvino only: fp32 | bf16 | fp16
+    backend_options: {threads: 2, performance_hint: throughput}
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from vitrt.errors import VitrtError
 
-BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "torch"]
+Precision = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["reject", "allow"]
 ShadowPolicy = Literal["log", "unready", "fallback"]
 
@@ -79,6 +85,11 @@ class ModelConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
     artifact: str = Field(description="ONNX file, TensorRT plan, or a vitrt zoo model name")
     backend: BackendName = "auto"
+    precision: Precision | None = Field(
+        default=None,
+        description="inference precision of the openvino backend (auto with bf16/fp16 picks openvino); a TensorRT "
+        "engine keeps the precision it was built with",
+    )
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     max_batch_size: int = Field(default=8, ge=1, le=4096, description="largest batch one execution runs")
     max_queue_delay_ms: float = Field(
@@ -94,6 +105,23 @@ class ModelConfig(BaseModel):
     warmup: bool = True
     backend_options: dict[str, Any] = Field(default_factory=dict)
     shadow: ShadowConfig | None = Field(default=None, description="shadow parity against a reference backend")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_spelling(cls, value: Any) -> Any:
+        aliases = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bfloat16": "bf16"}
+        return aliases.get(str(value).lower(), str(value).lower()) if value is not None else None
+
+    @model_validator(mode="after")
+    def _precision_backend(self) -> ModelConfig:
+        if self.precision is not None and self.backend not in ("auto", "openvino"):
+            raise ValueError(
+                f"precision is an option of the openvino backend (or auto), not {self.backend}; a TensorRT engine "
+                "keeps the precision it was built with (vitrt build --precision)"
+            )
+        if self.precision is not None and "precision" in self.backend_options:
+            raise ValueError("precision is given twice (precision and backend_options.precision)")
+        return self
 
 
 class ServerConfig(BaseModel):

@@ -22,7 +22,12 @@ from vitrt.serve.schemas import ModelMetadataResponse, ModelSummary, TensorMetad
 from vitrt.serve.shadow import ShadowMonitor
 from vitrt.serve.stats import ModelStats
 
-_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch"}
+_PLATFORMS = {
+    "onnxruntime": "onnxruntime_onnx",
+    "openvino": "openvino",
+    "tensorrt": "tensorrt_plan",
+    "torch": "pytorch",
+}
 
 
 class ServedModel:

@@ -51,11 +51,22 @@ class ModelRepository:
                     served.shadow = load_shadow(model_config, backend, workdir, loader)
                 if model_config.warmup:
                     _warmup(served)
+                if backend.selection_reason and model_config.backend == "auto":
+                    log.info(
+                        "backend chosen",
+                        extra={
+                            "model": served.name,
+                            "backend": backend.name,
+                            "runtime": backend.describe(),
+                            "why": backend.selection_reason,
+                        },
+                    )
                 log.info(
                     "loaded model",
                     extra={
                         "model": served.name,
                         "backend": backend.name,
+                        "runtime": backend.describe(),
                         "artifact": model_config.artifact,
                         "max_batch_size": served.batcher.max_batch_size,
                     },
@@ -113,6 +124,11 @@ def load_backend(config: ModelConfig, workdir: Path, loader: BackendLoader | Non
 
         loader = load
     options: dict[str, Any] = dict(config.backend_options)
+    if config.precision is not None:
+        options["precision"] = config.precision
+    if config.backend == "auto":  # on a CPU-only machine: the faster of onnxruntime and openvino, measured
+        options.setdefault("cpu_probe", True)
+        options.setdefault("probe_batch", min(config.max_batch_size, 8))
     artifact = Path(config.artifact).expanduser()
     try:
         if artifact.exists():
