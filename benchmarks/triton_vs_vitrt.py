@@ -190,19 +190,27 @@ def markdown(report: dict) -> str:
         "",
         *[f"* c={c}: vitrt serve {_cpu(report, 'vitrt', c)}; Triton {_cpu(report, 'triton', c)}." for c in CONCURRENCY],
         "",
-        "Throughput is the cores a server gets divided by the CPU it spends per request. On a machine shared with "
-        "other jobs (load average above the CPU count) each server gets well under one core, and vitrt serve spends "
-        "1.4-2x Triton's CPU per request: its HTTP parsing, KServe v2 protocol handling and response encoding run in "
-        "Python (uvicorn + FastAPI), Triton's in C++. It also wins fewer cores: a request wakes more of its threads, "
-        "each wake-up waits for a time slice, and a thread descheduled while holding the GIL stalls the others. The "
-        "gap is the Python front end, not the model or the batching (both batch: see the notes). On a quiet machine "
-        "`benchmarks/results/serve_load.md` measured vitrt serve at about 1400 req/s at concurrency 16 for this "
-        "model; rerun this benchmark there before reading these ratios as the servers' own.",
+        "Throughput is the cores a server gets divided by the CPU it spends per request. In this run vitrt serve "
+        f"spent {_cpu_ratio_range(report)}x Triton's CPU per request: its HTTP parsing, KServe v2 protocol handling "
+        "and response encoding run in Python (uvicorn + FastAPI), Triton's in C++. On a busy machine it also wins "
+        "fewer cores: a request wakes more of its threads, each wake-up waits for a time slice, and a thread "
+        "descheduled while holding the GIL stalls the others. The gap is the Python front end, not the model or the "
+        "batching (both batch: see the notes).",
         "",
     ]
     if report.get("notes"):
         lines += ["## Notes", "", *[f"* {n}" for n in report["notes"]], ""]
     return "\n".join(lines)
+
+
+def _cpu_ratio_range(report: dict) -> str:
+    """vitrt serve's CPU per request over Triton's, lowest-highest across the concurrencies."""
+    points = {name: report["servers"][name]["points"] for name in ("vitrt", "triton")}
+    ratios = [
+        points["vitrt"][str(c)]["server_cpu_ms_per_request"] / points["triton"][str(c)]["server_cpu_ms_per_request"]
+        for c in CONCURRENCY
+    ]
+    return f"{min(ratios):.1f}-{max(ratios):.1f}"
 
 
 def _cpu(report: dict, server: str, concurrency: int) -> str:
