@@ -18,26 +18,10 @@ from vitrt.data.digits import digits_batch
 from vitrt.engines import load
 from vitrt.engines.openvino import normalise_precision, precision_problem, save_ir
 from vitrt.errors import ArtifactError, VitrtError
-from vitrt.models import create_model, list_models
+from vitrt.models import list_models
 
 DEMO = "ca_digits"
 FAMILIES = [pytest.param(n, marks=() if n == DEMO else pytest.mark.slow) for n in list_models(with_weights=True)]
-
-
-@pytest.fixture(scope="module")
-def portable(tmp_path_factory: pytest.TempPathFactory):
-    from vitrt.export import export_model
-
-    cache: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in cache:
-            path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
-            export_model(create_model(name), path, validate=False)
-            cache[name] = path
-        return cache[name]
-
-    return get
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -16,27 +16,11 @@ pytest.importorskip("openvino")
 from vitrt.cli import main
 from vitrt.engines.openvino import device_precision_problem
 from vitrt.errors import VitrtError
-from vitrt.models import create_model, list_models
+from vitrt.models import list_models
 from vitrt.parity import MODEL_BUDGETS, budget_for, run_parity
 
 DEMO = "ca_digits"
 DEMOS = [pytest.param(n, marks=() if n == DEMO else pytest.mark.slow) for n in list_models(with_weights=True)]
-
-
-@pytest.fixture(scope="module")
-def portable(tmp_path_factory: pytest.TempPathFactory):
-    from vitrt.export import export_model
-
-    cache: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in cache:
-            path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
-            export_model(create_model(name), path, validate=False)
-            cache[name] = path
-        return cache[name]
-
-    return get
 
 
 def _need(precision: str) -> None:
