@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_samples import save_unconvertible_for_openvino
 
 pytest.importorskip("openvino")
 
@@ -74,19 +75,7 @@ def test_reduced_precision_and_backend_options_decide_the_backend(demo_onnx) -> 
 
 
 def test_a_model_openvino_cannot_convert_runs_on_onnxruntime_with_the_reason(tmp_path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("Scaler", ["x"], ["y"], domain="ai.onnx.ml", offset=[0.0] * 4, scale=[2.0] * 4)
-    graph = helper.make_graph(
-        [node],
-        "scaler",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "scaler.onnx"))
+    save_unconvertible_for_openvino(tmp_path / "scaler.onnx")
     backend = load(tmp_path / "scaler.onnx", cpu_probe=True)
     assert backend.name == "onnxruntime"
     assert (backend.selection_reason or "").startswith("OpenVINO cannot run this model (OpenVINO cannot convert")

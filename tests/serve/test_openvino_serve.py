@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from onnx_samples import save_unconvertible_for_openvino
 from serve_support import HAVE_EXPORTER, SRC, free_port, start_server
 
 pytest.importorskip("openvino")
@@ -151,22 +152,7 @@ def _refused(result: subprocess.CompletedProcess[str], message: str) -> None:
 
 @pytest.fixture(scope="module")
 def unconvertible_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A valid model ONNX Runtime runs but OpenVINO's ONNX frontend has no rule for (ai.onnx.ml Scaler)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("Scaler", ["x"], ["y"], domain="ai.onnx.ml", offset=[0.0] * 4, scale=[2.0] * 4)
-    graph = helper.make_graph(
-        [node],
-        "scaler",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    path = tmp_path_factory.mktemp("unconvertible") / "scaler.onnx"
-    onnx.save(model, str(path))
-    return path
+    return save_unconvertible_for_openvino(tmp_path_factory.mktemp("unconvertible") / "scaler.onnx")
 
 
 @pytest.fixture(scope="module")
