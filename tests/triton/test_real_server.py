@@ -1,9 +1,10 @@
 """The `--runtime vitrt` repository served by a real `tritonserver` (from the nvidia-pytriton wheel) on 127.0.0.1.
 
 One server per module: the ca_digits demo model exported by vitrt, the vitrt Python-backend form with the
-preprocessing ensemble, and an environment linked from this interpreter (`vitrt triton-env --source host`). Its
-answers are compared with a `vitrt serve` of the same file. A second server loads the native forms (Triton's
-onnxruntime and tensorrt_plan backends), which this wheel does not ship: they must fail for that reason only.
+preprocessing ensemble, and a `vitrt triton-env` environment (linked from this interpreter, or installed by pip
+where its numpy is >= 2). Its answers are compared with a `vitrt serve` of the same file. A second server loads the
+native forms (Triton's onnxruntime and tensorrt_plan backends), which this wheel does not ship: they must fail for
+that reason only.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def python_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`vitrt triton-env --source host`: this interpreter's numpy, ONNX Runtime and vitrt, linked."""
+    """`vitrt triton-env`: this interpreter's packages linked (`--source host`) where its numpy is < 2, as Triton's
+    Python backend needs; otherwise the same versions with numpy < 2 installed from the package index (`--source pip`).
+    """
     _require_triton()
-    return build_environment(tmp_path_factory.mktemp("triton_env") / "env", ["onnxruntime"], source="host").path
+    source = "host" if int(np.__version__.split(".")[0]) < 2 else "pip"
+    return build_environment(tmp_path_factory.mktemp("triton_env") / "env", ["onnxruntime"], source=source).path
 
 
 @pytest.fixture(scope="module")
