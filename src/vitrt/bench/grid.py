@@ -9,6 +9,8 @@ Whatever cannot run on this machine stays in the grid as a skipped row with its 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,11 +69,12 @@ def parse_list(text: str | Sequence[str] | None, what: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def parse_backends(text: str | Sequence[str] | None) -> list[str]:
+def parse_backends(text: str | Sequence[str] | None, extra: Sequence[str] = ()) -> list[str]:
+    """The backends asked for; `extra` names runtimes the caller adds (`run_bench(extra_runtimes=...)`)."""
     names = parse_list(text, "backends") if text is not None else list(DEFAULT_BACKENDS)
+    known = (*known_backends(), *(name.lower() for name in extra))
     if names == ["all"]:
-        return list(known_backends())
-    known = known_backends()
+        return list(known)
     for name in names:
         if name not in known:
             raise BenchInputError(f"unknown backend {name!r}; choose from {', '.join(known)} (or all)")
@@ -128,6 +131,8 @@ def support_problem(backend: str, precision: str, device: str) -> str | None:
             return "PyTorch eager has no INT8 path for these models; INT8 runs on onnxruntime/openvino/tensorrt"
         if precision == "fp16" and device == "cpu":
             return "fp16 autocast is not a fast path on CPU; use bf16"
+        if backend == "torch-compile" and device == "cpu":
+            return compile_problem()
         return None
     if backend == "onnxruntime":
         if precision in ("bf16", "fp16"):
@@ -144,6 +149,14 @@ def support_problem(backend: str, precision: str, device: str) -> str | None:
     if backend not in BACKENDS:
         return f"{backend} is not a vitrt backend here"
     return None
+
+
+def compile_problem() -> str | None:
+    """Why torch.compile (inductor) cannot compile for the CPU here: it needs a C++ compiler (None when found)."""
+    candidates = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    if any(name and shutil.which(name) for name in candidates):
+        return None
+    return "torch.compile (inductor) needs a C++ compiler on PATH for the CPU (install g++ or clang++, or set CXX)"
 
 
 def expand(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,9 @@ DEFAULT_DURATION_S = 3.0  # measured seconds per configuration when --iterations
 DEFAULT_MAX_SAMPLES = 50
 MIN_SAMPLES = 3
 WARN_AFTER_S = 600.0
+
+# A runtime the caller adds to the grid: (configuration, its prepared model, threads) -> an open backend.
+RuntimeOpener = Callable[[Config, "Prepared", "int | None"], "InferenceBackend"]
 
 
 @dataclass
@@ -99,6 +102,7 @@ def run_bench(
     plan: bool = False,
     progress: bool | None = None,
     on_round: Callable[[int], None] | None = None,
+    extra_runtimes: Mapping[str, RuntimeOpener] | None = None,
 ) -> BenchResult:
     """Benchmark `source` (zoo name, checkpoint, timm name, ONNX file or engine; or a list of them) over the grid.
 
@@ -117,10 +121,17 @@ def run_bench(
         attention core / projections / MLP / norm / other (`vitrt.bench.profile`), per model and resolution.
     plan: export, open, warm up and check parity of every configuration, estimate the measuring time
         (`estimate_s`), and stop there (rows "planned") - to size --duration/--max-time before a long grid.
+    extra_runtimes: runtimes besides vitrt's, by name (name them in `backends` too): each opener gets the
+        configuration, the prepared model (`vitrt.bench.sources.Prepared`: PyTorch module, ONNX file) and the
+        thread count, returns an `InferenceBackend`, and raises `VitrtError` to skip the row with its reason.
+        Their rows are measured interleaved with the rest, with the same statistics and parity.
     """
     from vitrt.bench import sources
 
-    settings = _settings(backends, precisions, batch, threads, warmup, iterations, duration, rounds, n, max_time)
+    extras = {name.lower(): opener for name, opener in (extra_runtimes or {}).items()}
+    settings = _settings(
+        backends, precisions, batch, threads, warmup, iterations, duration, rounds, n, max_time, tuple(extras)
+    )
     settings.device = _device(device)
     settings.inputs, settings.seed = inputs, 0
     int8_path = Path(int8) if int8 is not None else None
@@ -147,7 +158,7 @@ def run_bench(
     opened: list[InferenceBackend] = []
     live: list[_Live] = []
     try:
-        live = _prepare_all(models, configs, settings, result, opened, int8_path, reference, arch, out)
+        live = _prepare_all(models, configs, settings, result, opened, int8_path, reference, arch, extras)
         _check_time(live, settings, result, time.perf_counter() - started, plan)
         if plan:
             _mark_planned(live, result, time.perf_counter() - started)
@@ -185,8 +196,9 @@ def _settings(
     rounds: int,
     n: int,
     max_time: float | None,
+    extra: tuple[str, ...] = (),
 ) -> BenchSettings:
-    chosen_backends = grid_mod.parse_backends(backends)
+    chosen_backends = grid_mod.parse_backends(backends, extra)
     chosen_precisions = grid_mod.parse_precisions(precisions)
     batches = grid_mod.parse_ints(batch, "batch", grid_mod.MAX_BATCH)
     if threads is not None and threads < 1:
@@ -276,7 +288,7 @@ def _prepare_all(
     int8: Path | None,
     reference: str | None,
     arch: str | None,
-    out: str | Path | None,
+    extras: Mapping[str, RuntimeOpener],
 ) -> list[_Live]:
     """Rows for every configuration; the runnable ones warmed up, parity-checked and ready to measure."""
     from vitrt.bench import sources
@@ -291,7 +303,11 @@ def _prepare_all(
     for config in configs:
         row = Row.from_config(config)
         result.rows.append(row)
-        problem = grid_mod.support_problem(config.backend, config.precision, settings.device)
+        problem = (
+            None
+            if config.backend in extras
+            else grid_mod.support_problem(config.backend, config.precision, settings.device)
+        )
         if problem is not None:
             row.skip(problem)
             continue
@@ -321,9 +337,12 @@ def _prepare_all(
         key = config.runtime_key
         if key not in runtimes:
             try:
-                runtimes[key] = open_runtime(
-                    config, prep, threads=settings.threads, device=settings.device, int8=int8, max_batch=max_batch
-                )
+                if config.backend in extras:
+                    runtimes[key] = extras[config.backend](config, prep, settings.threads)
+                else:
+                    runtimes[key] = open_runtime(
+                        config, prep, threads=settings.threads, device=settings.device, int8=int8, max_batch=max_batch
+                    )
                 opened.append(runtimes[key])  # type: ignore[arg-type]
             except VitrtError as err:
                 runtimes[key] = str(err)
@@ -340,7 +359,11 @@ def _prepare_all(
             row.fail(str(err))
             continue
         except Exception as err:  # a runtime crashing on this configuration is a result, not the end of the grid
-            row.fail(f"{type(err).__name__}: {' '.join(str(err).split())[:200]}")
+            message = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+            if config.backend == "torch-compile":  # compiling happens at the first call: no toolchain, no graph
+                row.skip(f"torch.compile (inductor) failed to compile: {message}")
+            else:
+                row.fail(message)
             continue
         live.append(item)
     return live

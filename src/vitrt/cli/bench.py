@@ -23,8 +23,9 @@ def bench_command(
         None,
         "--backends",
         "-b",
-        help="Comma list: torch, torch-compile, onnxruntime, openvino, tensorrt, or all "
-        "(default torch,onnxruntime,openvino,tensorrt; missing ones are reported as skipped).",
+        help="Comma list: torch (eager, autocast for bf16/fp16), torch-compile (torch.compile/inductor, same "
+        "precisions; needs a C++ compiler), onnxruntime, openvino, tensorrt, or all "
+        "(default torch,onnxruntime,openvino,tensorrt; what cannot run here is reported as a skipped row).",
     ),
     precisions: str = typer.Option(
         None, "--precisions", "-p", help="Comma list of fp32, bf16, fp16, int8 (default fp32 + bf16 on CPU/fp16 GPU)."
