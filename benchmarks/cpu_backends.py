@@ -5,50 +5,44 @@
     python benchmarks/cpu_backends.py --quick --batches 8     # development: inline_deit_t and mlla_t, few runs
     python benchmarks/cpu_backends.py --models agent_swin_t --extend benchmarks/results/cpu_backends.json
 
-In one process, for each model and batch (224 px, 2 threads everywhere), interleaved in rounds so drifting machine
-load hits every runtime alike:
+A thin script over `vitrt.bench.run_bench` (the engine of `vitrt bench`): one grid per model (224 px, 2 threads
+everywhere, batch 1 and 8), measured interleaved in rounds so drifting machine load hits every runtime alike, every
+row checked against PyTorch eager FP32 on the same inputs. The runtimes:
 
-* the peers a user would pick instead of vitrt: PyTorch eager FP32, eager under `torch.autocast("cpu", bfloat16)`,
-  and `torch.compile` (inductor) at FP32 and under BF16 autocast (with `--compile`: four compilations per model
-  take minutes on a 2-core machine);
-* vitrt's deployed paths on the portable file: ONNX Runtime FP32 (`vitrt.engines.load(..., backend="onnxruntime")`)
-  and OpenVINO FP32/BF16 (`backend="openvino", precision=...`; recorded as skipped when that backend or OpenVINO
-  is missing);
-* OpenVINO reading the `--flavour inlined` export by hand (`openvino.Core().read_model`), so any loss from vitrt's
-  loading shows.
+* the peers a user would pick instead of vitrt: PyTorch eager FP32 and under `torch.autocast("cpu", bfloat16)`
+  (`vitrt bench` backend `torch`), and `torch.compile` (inductor) at FP32 and BF16 autocast (backend
+  `torch-compile`, with `--compile`: four compilations per model take minutes on a 2-core machine);
+* vitrt's deployed paths on the portable file: ONNX Runtime FP32 and OpenVINO FP32/BF16 (backends `onnxruntime`,
+  `openvino`; skipped rows with the reason where OpenVINO is missing);
+* OpenVINO reading the `--flavour inlined` export by hand (`openvino.Core().read_model`; the one runtime this
+  script adds to the grid, `openvino-inlined`), so any loss from vitrt's loading shows.
 
 Each row: model, family, batch, runtime, precision, median_ms, p90_ms, speedup_vs_eager_fp32, speedup_vs_eager_bf16,
-max_abs_vs_eager_fp32 (same input). The targets of issue 12 are checked per model and batch; where one is missed the
-runtime is profiled (ONNX Runtime's per-op profile, OpenVINO's per-layer counters, PyTorch's profiler for the eager
-reference) and the Markdown gives the op split. Writes benchmarks/results/cpu_backends.{json,md} with the CPU
-flags (avx512_bf16, amx), versions and date.
+max_abs_vs_eager_fp32 (plus status/reason and top-1 agreement). The targets of issue 12 are checked per model and
+batch; where one is missed the runtimes are profiled (ONNX Runtime's per-op profile, OpenVINO's per-layer counters,
+PyTorch's profiler for the eager reference) and the Markdown gives the op split. Writes
+benchmarks/results/cpu_backends.{json,md} with the CPU flags (avx512_bf16, amx), versions and date.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from vitrt import __version__
-from vitrt.export import export_flavours
-from vitrt.export.zoo import resolve_model
+from vitrt.bench import BenchResult, Config, run_bench
+from vitrt.bench.sources import Prepared
+from vitrt.engines.base import InferenceBackend, TensorSpec
+from vitrt.errors import BackendUnavailableError, VitrtError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODELS = (
@@ -64,19 +58,15 @@ DEFAULT_MODELS = (
     "swin_tiny_patch4_window7_224",
 )
 QUICK_MODELS = ("inline_deit_t", "mlla_t")
-TIMM_MODELS = ("deit_tiny_patch16_224", "swin_tiny_patch4_window7_224")
-# (runtime, precision) in measurement order.
-RUNTIMES = (
-    ("eager", "fp32"),
-    ("eager", "bf16"),
-    ("torch.compile", "fp32"),
-    ("torch.compile", "bf16"),
-    ("onnxruntime", "fp32"),
-    ("openvino", "fp32"),
-    ("openvino", "bf16"),
-    ("openvino-inlined", "fp32"),
-    ("openvino-inlined", "bf16"),
-)
+BY_HAND = "openvino-inlined"
+# `vitrt bench` backend -> the runtime name of the committed rows, in table order (precisions fp32, bf16 each).
+RUNTIMES = {
+    "torch": "eager",
+    "torch-compile": "torch.compile",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    BY_HAND: BY_HAND,
+}
 VITRT_RUNTIMES = ("onnxruntime", "openvino")
 TARGET_BEST_VS_BF16 = 1.5  # vitrt's best CPU path vs PyTorch eager bf16 autocast
 TARGET_ORT_VS_FP32 = 1.3  # ONNX Runtime FP32 vs PyTorch eager FP32
@@ -86,143 +76,180 @@ GEMM_OPS = frozenset(
     {"MatMul", "FusedMatMul", "Gemm", "FullyConnected", "Convolution", "GroupConvolution", "Conv", "NchwcConv"}
     | {"addmm", "mm", "bmm", "matmul", "linear", "mkldnn_convolution", "_convolution", "convolution"}
 )
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
-@dataclass
-class Runner:
-    runtime: str
-    precision: str
-    run: Callable[[], np.ndarray] | None
-    skipped: str | None = None
-    samples: list[float] = field(default_factory=list)
-    output: np.ndarray | None = None
-    profile: Callable[[], dict[str, Any]] | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.runtime, self.precision
+# --- the one runtime the grid does not have: OpenVINO on the inlined export, by hand --------------------------------
 
 
-# --- the model and its exports -------------------------------------------------------------------------------------
+class OpenVINOByHand(InferenceBackend):
+    """`openvino.Core().read_model` on the `--flavour inlined` file, compiled as a user would, no vitrt in between."""
 
+    name = BY_HAND
 
-def build_model(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if name in TIMM_MODELS:
-        import timm
-
-        return timm.create_model(name).eval()
-    model, _ = resolve_model(name)
-    return model.eval()
-
-
-def family_of(name: str, model: torch.nn.Module) -> str:
-    meta = getattr(model, "vitrt_metadata", None)
-    return "timm" if meta is None else str(meta.family)
-
-
-def export_both(model: torch.nn.Module, name: str, workdir: Path) -> tuple[Path, Path, float]:
-    """The portable and inlined files from one trace (numerics are compared per row against eager instead)."""
-    paths = {"portable": workdir / f"{name}.onnx", "inlined": workdir / f"{name}.inlined.onnx"}
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_flavours(model, paths, input_size=(3, 224, 224), validate=False)
-    return paths["portable"], paths["inlined"], time.perf_counter() - start
-
-
-# --- runners ---------------------------------------------------------------------------------------------------------
-
-
-def torch_runner(model: torch.nn.Module, x: torch.Tensor, precision: str, compiled: bool) -> Runner:
-    runtime = "torch.compile" if compiled else "eager"
-
-    def forward(inp: torch.Tensor) -> torch.Tensor:
-        if precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = model(inp)
-        else:
-            out = model(inp)
-        out = out[0] if isinstance(out, tuple | list) else out
-        return out
-
-    fn: Callable[[torch.Tensor], torch.Tensor] = forward
-    if compiled:
-        try:
-            fn = torch.compile(forward, backend="inductor", dynamic=False)
-        except Exception as err:  # no compiler toolchain, unsupported Python
-            return Runner(runtime, precision, None, skipped=f"torch.compile unavailable: {_one_line(err)}")
-
-    def run() -> np.ndarray:
-        with torch.inference_mode():
-            return fn(x).float().numpy()
-
-    def profile() -> dict[str, Any]:
-        return torch_profile(fn, x)
-
-    return Runner(runtime, precision, run, profile=None if compiled else profile)
-
-
-def onnxruntime_runner(path: Path, x: np.ndarray, threads: int) -> Runner:
-    from vitrt.engines import load
-
-    try:
-        backend = load(path, backend="onnxruntime", intra_op_threads=threads)
-    except Exception as err:
-        return Runner("onnxruntime", "fp32", None, skipped=f"vitrt's ONNX Runtime backend failed: {_one_line(err)}")
-    name = backend.inputs[0].name
-    out_name = backend.outputs[0].name
-
-    def run() -> np.ndarray:
-        return backend.run({name: x})[out_name]
-
-    return Runner("onnxruntime", "fp32", run, profile=lambda: ort_profile(path, x, threads))
-
-
-def openvino_backend_runner(path: Path, x: np.ndarray, precision: str, threads: int) -> Runner:
-    try:
-        from vitrt.engines import BACKENDS, load
-
-        if "openvino" not in BACKENDS:
-            return Runner("openvino", precision, None, skipped="this vitrt has no openvino backend (branch openvino)")
-        backend = load(path, backend="openvino", precision=precision, threads=threads, cache=False)
-    except Exception as err:  # not installed, CPU without BF16, compile failure: recorded, the run goes on
-        return Runner("openvino", precision, None, skipped=f"vitrt's OpenVINO backend: {_one_line(err)}")
-    name = backend.inputs[0].name
-    out_name = backend.outputs[0].name
-
-    def run() -> np.ndarray:
-        return backend.run({name: x})[out_name]
-
-    return Runner("openvino", precision, run, profile=lambda: openvino_profile(path, False, precision, x, threads))
-
-
-def openvino_by_hand_runner(inlined: Path, x: np.ndarray, precision: str, threads: int) -> Runner:
-    runtime = "openvino-inlined"
-    try:
+    def __init__(self, inlined: Path, precision: str, threads: int | None) -> None:
         import openvino as ov
-    except Exception as err:
-        return Runner(runtime, precision, None, skipped=f"OpenVINO is not installed ({_one_line(err)})")
-    core = ov.Core()
-    properties = {
-        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": threads,
-    }
+
+        properties: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads is not None:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        try:
+            compiled = core.compile_model(core.read_model(str(inlined)), "CPU", properties)
+        except Exception as err:
+            raise VitrtError(f"OpenVINO cannot compile the inlined file: {_one_line(err)}") from None
+        self.path, self.precision = inlined, precision
+        self._request = compiled.create_infer_request()
+        port_in, port_out = compiled.inputs[0], compiled.outputs[0]
+        shape = tuple(None if d.is_dynamic else d.get_length() for d in port_in.get_partial_shape())
+        self.inputs = [TensorSpec(port_in.get_any_name(), "float32", shape)]
+        self.outputs = [TensorSpec(port_out.get_any_name(), "float32", (None, None))]
+        self.max_batch_size = None
+
+    def describe(self) -> str:
+        return f"openvino by hand on {self.path.name} ({self.precision})"
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        self._request.infer([feeds[self.inputs[0].name]])
+        return {self.outputs[0].name: np.array(self._request.get_output_tensor(0).data, copy=True)}
+
+
+def by_hand_opener(workdir: Path) -> Any:
+    """The `extra_runtimes` opener: exports the inlined flavour of the grid's PyTorch model once per model."""
+
+    def open_by_hand(config: Config, prepared: Prepared, threads: int | None) -> InferenceBackend:
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            raise BackendUnavailableError("OpenVINO is not installed (pip install openvino)")
+        if config.precision not in _OV_PRECISION:
+            raise VitrtError(f"OpenVINO by hand is measured at fp32 and bf16, not {config.precision}")
+        if prepared.module is None:
+            raise VitrtError("no PyTorch model to export the inlined flavour from")
+        inlined = workdir / f"{prepared.name}-{prepared.img_size}.inlined.onnx"
+        if not inlined.is_file():
+            from vitrt.export import export_flavours
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                size = (3, prepared.img_size, prepared.img_size)
+                export_flavours(prepared.module, {"inlined": inlined}, input_size=size, validate=False)
+        return OpenVINOByHand(inlined, config.precision, threads)
+
+    return open_by_hand
+
+
+# --- rows and targets from the engine's result ----------------------------------------------------------------------
+
+
+def family_of(name: str) -> str:
+    from vitrt.models import get_spec
+
     try:
-        compiled = core.compile_model(core.read_model(str(inlined)), "CPU", properties)
-    except Exception as err:
-        return Runner(runtime, precision, None, skipped=f"OpenVINO cannot compile the inlined file: {_one_line(err)}")
-    request = compiled.create_infer_request()
-
-    def run() -> np.ndarray:
-        request.infer([x])
-        return np.array(request.get_output_tensor(0).data, copy=True)
-
-    return Runner(runtime, precision, run, profile=lambda: openvino_profile(inlined, True, precision, x, threads))
+        return str(get_spec(name).family)
+    except Exception:  # a timm architecture: the softmax baselines
+        return "timm"
 
 
-# --- profiles (only where a target is missed) ------------------------------------------------------------------------
+def rows_of(result: BenchResult, family: str) -> list[dict[str, Any]]:
+    """The committed rows (issue 12's fields) of one model's grid; speed-ups against eager in the same run."""
+    medians = {
+        (row.backend, row.precision, row.batch): row.latency_ms["median"]
+        for row in result.rows
+        if row.latency_ms is not None
+    }
+    rows = []
+    for row in result.rows:
+        if row.backend == "onnxruntime" and row.precision != "fp32":
+            continue  # ONNX Runtime runs the fp32 file; the grid's bf16 row only says so
+        base32 = medians.get(("torch", "fp32", row.batch))
+        base16 = medians.get(("torch", "bf16", row.batch))
+        median = row.latency_ms["median"] if row.latency_ms is not None else None
+        rows.append(
+            {
+                "model": row.model,
+                "family": family,
+                "batch": row.batch,
+                "runtime": RUNTIMES[row.backend],
+                "precision": row.precision,
+                "median_ms": _round(median),
+                "p90_ms": _round(row.latency_ms["p90"] if row.latency_ms is not None else None),
+                "speedup_vs_eager_fp32": _ratio(base32, median),
+                "speedup_vs_eager_bf16": _ratio(base16, median),
+                "max_abs_vs_eager_fp32": None if row.parity is None else row.parity["max_abs"],
+                "top1_agreement": None if row.parity is None else row.parity["top1_agreement"],
+                "status": row.status,
+                "runtime_detail": row.runtime,
+                **({"skipped": row.reason} if row.status != "ok" else {}),
+            }
+        )
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _ratio(base: float | None, value: float | None) -> float | None:
+    return None if base is None or value is None else round(base / value, 3)
+
+
+def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The three speed targets of issue 12 for one model and batch (profiles are added for the missed ones)."""
+    by = {(r["runtime"], r["precision"]): r for r in rows}
+    result: dict[str, Any] = {"model": rows[0]["model"], "batch": rows[0]["batch"]}
+    ort = by.get(("onnxruntime", "fp32"))
+    if ort and ort["speedup_vs_eager_fp32"] is not None:
+        result["ort_vs_eager_fp32"] = {
+            "value": ort["speedup_vs_eager_fp32"],
+            "met": ort["speedup_vs_eager_fp32"] >= TARGET_ORT_VS_FP32,
+        }
+    vitrt_rows = [r for r in rows if r["runtime"] in VITRT_RUNTIMES and r["speedup_vs_eager_bf16"] is not None]
+    if vitrt_rows:
+        best = max(vitrt_rows, key=lambda r: r["speedup_vs_eager_bf16"])
+        result["best_vs_eager_bf16"] = {
+            "value": best["speedup_vs_eager_bf16"],
+            "path": f"{best['runtime']} {best['precision']}",
+            "met": best["speedup_vs_eager_bf16"] >= TARGET_BEST_VS_BF16,
+        }
+    loaders = {}
+    for precision in ("fp32", "bf16"):
+        mine, hand = by.get(("openvino", precision)), by.get((BY_HAND, precision))
+        if mine and hand and mine["median_ms"] and hand["median_ms"]:
+            ratio = mine["median_ms"] / hand["median_ms"]
+            loaders[precision] = {"ratio": round(ratio, 3), "met": ratio <= TARGET_LOADER_SLACK}
+    if loaders:
+        result["openvino_loader"] = loaders
+    return result
+
+
+# --- profiles (only where a target is missed; profiling, not timing: the medians come from the grid) ----------------
+
+
+def add_profiles(target: dict[str, Any], prepared: Prepared, inlined: Path, threads: int) -> None:
+    """Op-type splits of the runtimes behind a missed speed target."""
+    import torch
+
+    assert prepared.onnx is not None and prepared.module is not None
+    x = torch.randn(
+        (target["batch"], 3, prepared.img_size, prepared.img_size), generator=torch.Generator().manual_seed(0)
+    )
+    xn = x.numpy()
+    ort = target.get("ort_vs_eager_fp32")
+    if ort and not ort["met"]:
+        ort["profile_onnxruntime"] = _safe(lambda: ort_profile(prepared.onnx, xn, threads))  # type: ignore[arg-type]
+        ort["profile_eager"] = _safe(lambda: torch_profile(prepared.module, x, None))  # type: ignore[arg-type]
+    best = target.get("best_vs_eager_bf16")
+    if best and not best["met"]:
+        runtime, precision = best["path"].split(" ")
+        if runtime == "openvino":
+            best["profile_best"] = _safe(lambda: openvino_profile(prepared.onnx, False, precision, xn, threads))  # type: ignore[arg-type]
+        else:
+            best["profile_best"] = _safe(lambda: ort_profile(prepared.onnx, xn, threads))  # type: ignore[arg-type]
+        best["profile_eager_bf16"] = _safe(lambda: torch_profile(prepared.module, x, torch.bfloat16))  # type: ignore[arg-type]
 
 
 def ort_profile(path: Path, x: np.ndarray, threads: int, runs: int = 3) -> dict[str, Any]:
@@ -245,7 +272,7 @@ def ort_profile(path: Path, x: np.ndarray, threads: int, runs: int = 3) -> dict[
     for event in trace:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             times[event["args"]["op_name"]] += event["dur"]
-    return _shares(times, runs, 1e-3)
+    return _shares(times, runs)
 
 
 def openvino_profile(path: Path, by_hand: bool, precision: str, x: np.ndarray, threads: int) -> dict[str, Any]:
@@ -257,7 +284,7 @@ def openvino_profile(path: Path, by_hand: bool, precision: str, x: np.ndarray, t
     core = ov.Core()
     model = core.read_model(str(path)) if by_hand else read_onnx(path, core)[0]
     properties = {
-        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+        "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
         "PERF_COUNT": True,
@@ -270,212 +297,104 @@ def openvino_profile(path: Path, by_hand: bool, precision: str, x: np.ndarray, t
         request.infer([x])
         for item in request.profiling_info:
             times[f"{item.node_type} ({item.exec_type})"] += item.real_time.total_seconds() * 1e6
-    return _shares(times, runs, 1e-3)
+    return _shares(times, runs)
 
 
-def torch_profile(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> dict[str, Any]:
-    """Share of PyTorch CPU self time per aten op (one profiled call after warm-up)."""
-    with torch.inference_mode():
-        fn(x)
+def torch_profile(model: Any, x: Any, autocast: Any) -> dict[str, Any]:
+    """Share of PyTorch CPU self time per aten op (one profiled eager call after warm-up, autocast if given)."""
+    import contextlib
+
+    import torch
+
+    context = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with torch.inference_mode(), context:
+        model(x)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            fn(x)
+            model(x)
     times: Counter[str] = Counter()
     for event in prof.key_averages():
         if event.key.startswith("aten::"):
             times[event.key.removeprefix("aten::")] += event.self_cpu_time_total
-    return _shares(times, 1, 1e-3)
+    return _shares(times, 1)
 
 
-def _shares(times: Counter[str], runs: int, to_ms: float) -> dict[str, Any]:
+def _shares(times: Counter[str], runs: int) -> dict[str, Any]:
     total = sum(times.values()) or 1.0
     gemm = sum(v for k, v in times.items() if k.split(" ")[0] in GEMM_OPS)
     return {
-        "total_ms": round(total / runs * to_ms, 2),
+        "total_ms": round(total / runs * 1e-3, 2),
         "gemm_share": round(gemm / total, 3),
-        "top": [[op, round(v / total, 3), round(v / runs * to_ms, 2)] for op, v in times.most_common(6)],
+        "top": [[op, round(v / total, 3), round(v / runs * 1e-3, 2)] for op, v in times.most_common(6)],
     }
 
 
-# --- measurement ----------------------------------------------------------------------------------------------------
-
-
-def measure(runners: list[Runner], repeats: int, rounds: int, warmup: int) -> None:
-    active = [r for r in runners if r.run is not None]
-    for runner in active:
-        try:
-            runner.output = runner.run()  # type: ignore[misc]  # first call: compiles / allocates
-            for _ in range(warmup):
-                runner.run()  # type: ignore[misc]
-        except Exception as err:  # an inductor or runtime failure on this model: recorded, others go on
-            runner.skipped, runner.run = f"failed at run time: {_one_line(err)}", None
-    active = [r for r in active if r.run is not None]
-    per_round = max(1, repeats // rounds)
-    for _ in range(rounds):
-        for runner in active:
-            for _ in range(per_round):
-                start = time.perf_counter()
-                runner.run()  # type: ignore[misc]
-                runner.samples.append((time.perf_counter() - start) * 1e3)
-
-
-def rows_for(name: str, family: str, batch: int, runners: list[Runner]) -> list[dict[str, Any]]:
-    by_key = {r.key: r for r in runners}
-    eager32, eager16 = by_key[("eager", "fp32")], by_key[("eager", "bf16")]
-    base32 = statistics.median(eager32.samples) if eager32.samples else None
-    base16 = statistics.median(eager16.samples) if eager16.samples else None
-    rows = []
-    for runner in runners:
-        row: dict[str, Any] = {
-            "model": name,
-            "family": family,
-            "batch": batch,
-            "runtime": runner.runtime,
-            "precision": runner.precision,
-            "median_ms": None,
-            "p90_ms": None,
-            "speedup_vs_eager_fp32": None,
-            "speedup_vs_eager_bf16": None,
-            "max_abs_vs_eager_fp32": None,
-        }
-        if runner.samples:
-            median = statistics.median(runner.samples)
-            row["median_ms"] = round(median, 2)
-            row["p90_ms"] = round(float(np.percentile(runner.samples, 90)), 2)
-            row["speedup_vs_eager_fp32"] = round(base32 / median, 3) if base32 else None
-            row["speedup_vs_eager_bf16"] = round(base16 / median, 3) if base16 else None
-            if runner.output is not None and eager32.output is not None:
-                row["max_abs_vs_eager_fp32"] = float(np.abs(runner.output - eager32.output).max())
-        else:
-            row["skipped"] = runner.skipped or "not measured"
-        rows.append(row)
-    return rows
-
-
-def check_targets(rows: list[dict[str, Any]], runners: list[Runner], profile: bool) -> dict[str, Any]:
-    """The three speed targets of issue 12 for one model and batch, with profiles of what misses them."""
-    by = {(r["runtime"], r["precision"]): r for r in rows}
-    by_runner = {r.key: r for r in runners}
-    result: dict[str, Any] = {"model": rows[0]["model"], "batch": rows[0]["batch"]}
-    ort = by.get(("onnxruntime", "fp32"))
-    if ort and ort["median_ms"] is not None and ort["speedup_vs_eager_fp32"] is not None:
-        met = ort["speedup_vs_eager_fp32"] >= TARGET_ORT_VS_FP32
-        result["ort_vs_eager_fp32"] = {"value": ort["speedup_vs_eager_fp32"], "met": met}
-        if not met and profile:
-            result["ort_vs_eager_fp32"]["profile_onnxruntime"] = _safe_profile(by_runner[("onnxruntime", "fp32")])
-            result["ort_vs_eager_fp32"]["profile_eager"] = _safe_profile(by_runner[("eager", "fp32")])
-    vitrt_rows = [r for r in rows if r["runtime"] in VITRT_RUNTIMES and r["speedup_vs_eager_bf16"] is not None]
-    if vitrt_rows:
-        best = max(vitrt_rows, key=lambda r: r["speedup_vs_eager_bf16"])
-        met = best["speedup_vs_eager_bf16"] >= TARGET_BEST_VS_BF16
-        result["best_vs_eager_bf16"] = {
-            "value": best["speedup_vs_eager_bf16"],
-            "path": f"{best['runtime']} {best['precision']}",
-            "met": met,
-        }
-        if not met and profile:
-            result["best_vs_eager_bf16"]["profile_best"] = _safe_profile(
-                by_runner[(best["runtime"], best["precision"])]
-            )
-            result["best_vs_eager_bf16"]["profile_eager_bf16"] = _safe_profile(by_runner[("eager", "bf16")])
-    loaders = {}
-    for precision in ("fp32", "bf16"):
-        mine, hand = by.get(("openvino", precision)), by.get(("openvino-inlined", precision))
-        if mine and hand and mine["median_ms"] and hand["median_ms"]:
-            ratio = mine["median_ms"] / hand["median_ms"]
-            loaders[precision] = {"ratio": round(ratio, 3), "met": ratio <= TARGET_LOADER_SLACK}
-    if loaders:
-        result["openvino_loader"] = loaders
-    return result
-
-
-def _safe_profile(runner: Runner) -> dict[str, Any] | None:
-    if runner.profile is None:
-        return None
+def _safe(profile: Any) -> dict[str, Any]:
     try:
-        return runner.profile()
-    except Exception as err:
+        return dict(profile())
+    except Exception as err:  # a profile that cannot be taken is reported, the benchmark stands
         return {"error": _one_line(err)}
 
 
+# --- one model, the report ------------------------------------------------------------------------------------------
+
+
 def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> tuple[list[dict], list[dict], dict]:
-    model = build_model(name)
-    family = family_of(name, model)
-    portable, inlined, export_s = export_both(model, name, workdir)
-    info: dict[str, Any] = {"export_s": round(export_s, 1)}
-    rows: list[dict] = []
-    targets: list[dict] = []
-    wanted = [rt for rt in RUNTIMES if rt[0] in args.runtimes or rt in (("eager", "fp32"), ("eager", "bf16"))]
+    backends = ["torch", *(["torch-compile"] if args.compile else []), "onnxruntime", "openvino", BY_HAND]
+    result = run_bench(
+        name,
+        backends=[b for b in backends if b == "torch" or RUNTIMES[b] in args.runtimes],
+        precisions="fp32,bf16",
+        batch=",".join(str(b) for b in args.batches),
+        img_size="224",
+        threads=args.threads,
+        warmup=args.warmup,
+        iterations=args.repeats,
+        rounds=args.rounds,
+        n=args.n,
+        device="cpu",
+        plots=False,
+        extra_runtimes={BY_HAND: by_hand_opener(workdir)},
+    )
+    family = family_of(name)
+    rows = rows_of(result, family)
+    targets = []
     for batch in args.batches:
-        x = torch.randn((batch, 3, 224, 224), generator=torch.Generator().manual_seed(batch))
-        xn = x.numpy()
-        runners: list[Runner] = []
-        for runtime, precision in wanted:
-            if runtime == "eager":
-                runners.append(torch_runner(model, x, precision, compiled=False))
-            elif runtime == "torch.compile":
-                runners.append(torch_runner(model, x, precision, compiled=True))
-            elif runtime == "onnxruntime":
-                runners.append(onnxruntime_runner(portable, xn, args.threads))
-            elif runtime == "openvino":
-                runners.append(openvino_backend_runner(portable, xn, precision, args.threads))
-            else:
-                runners.append(openvino_by_hand_runner(inlined, xn, precision, args.threads))
-        start = time.perf_counter()
-        measure(runners, args.repeats, args.rounds, args.warmup)
-        batch_rows = rows_for(name, family, batch, runners)
-        rows.extend(batch_rows)
-        targets.append(check_targets(batch_rows, runners, profile=not args.no_profile))
-        info[f"batch_{batch}_s"] = round(time.perf_counter() - start, 1)
+        batch_rows = [r for r in rows if r["batch"] == batch]
+        if batch_rows:
+            targets.append(check_targets(batch_rows))
         summary = "  ".join(
             f"{r['runtime']}/{r['precision']} {r['median_ms']:.1f}ms x{r['speedup_vs_eager_fp32']:.2f}"
             for r in batch_rows
-            if r["median_ms"] is not None
+            if r["median_ms"] is not None and r["speedup_vs_eager_fp32"] is not None
         )
         print(f"{name} b{batch}: {summary}", flush=True)
+    missed = [t for t in targets if not _all_met(t)]
+    if missed and not args.no_profile:
+        from vitrt.bench import sources
+
+        prepared = sources.prepare(name, sources.source_kind(name), 224)
+        for target in missed:
+            add_profiles(target, prepared, workdir / f"{prepared.name}-224.inlined.onnx", args.threads)
+    if args.compile:
+        import torch
+
         torch._dynamo.reset()  # compiled graphs of this model are not reused
-    return rows, targets, info
+    info = {"wall_s": round(result.wall_s or 0.0, 1), "prepare_s": round(result.prepare_s or 0.0, 1)}
+    return rows, targets, {"info": info, "machine": result.machine, "versions": result.versions, "notes": result.notes}
 
 
-# --- machine, report ------------------------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    cpu, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "flags": {flag: flag in flags for flag in wanted},
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-    }
-    with contextlib.suppress(Exception):
-        import openvino as ov
-
-        info["openvino_capabilities"] = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    return info
-
-
-def versions() -> dict[str, str]:
-    found = {"vitrt": __version__, "python": sys.version.split()[0], "torch": torch.__version__}
-    for module in ("onnxruntime", "openvino", "onnx", "numpy", "timm"):
-        with contextlib.suppress(Exception):
-            found[module] = __import__(module).__version__
-    return found
+def _all_met(target: dict[str, Any]) -> bool:
+    checks = [target.get("ort_vs_eager_fp32"), target.get("best_vs_eager_bf16")]
+    return all(c is None or c["met"] for c in checks)
 
 
 def _fmt(row: dict[str, Any] | None) -> str:
     if row is None:
         return "-"
     if row["median_ms"] is None:
-        return "skipped"
-    return f"{row['median_ms']:.1f} ({row['speedup_vs_eager_fp32']:.2f}x)"
+        return "skipped" if row["status"] == "skipped" else row["status"]
+    speedup = row["speedup_vs_eager_fp32"]
+    return f"{row['median_ms']:.1f}" + ("" if speedup is None else f" ({speedup:.2f}x)")
 
 
 def _profile_text(profile: dict[str, Any] | None) -> str:
@@ -487,54 +406,82 @@ def _profile_text(profile: dict[str, Any] | None) -> str:
     return f"{profile['total_ms']:.0f} ms, GEMM/conv {profile['gemm_share']:.0%}; {top}"
 
 
+def _missed_lines(target: dict[str, Any]) -> list[str]:
+    where = f"{target['model']} batch {target['batch']}"
+    ort, best = target.get("ort_vs_eager_fp32"), target.get("best_vs_eager_bf16")
+    lines = []
+    if ort and not ort["met"]:
+        lines.append(
+            f"* {where}, ORT {ort['value']:.2f}x eager FP32. ONNX Runtime: "
+            f"{_profile_text(ort.get('profile_onnxruntime'))}. Eager FP32: {_profile_text(ort.get('profile_eager'))}."
+        )
+    if best and not best["met"]:
+        lines.append(
+            f"* {where}, best path {best['path']} {best['value']:.2f}x eager BF16. That path: "
+            f"{_profile_text(best.get('profile_best'))}. Eager BF16: {_profile_text(best.get('profile_eager_bf16'))}."
+        )
+    for precision, value in target.get("openvino_loader", {}).items():
+        if not value["met"]:
+            lines.append(
+                f"* {where}, OpenVINO {precision}: the backend on the portable file took {value['ratio']:.2f}x the "
+                "time of the inlined file read by hand (both compile the same inlined graph; see the p90 columns "
+                "of the JSON for the run-to-run spread)."
+            )
+    return lines
+
+
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     m = result["machine"]
-    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["flags"].items())
+    flags = set(m.get("cpu_flags", []))
+    flag_text = ", ".join(
+        f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8")
+    )
     lines = [
         "# CPU backends: vitrt's deployed paths against PyTorch's own CPU modes",
         "",
-        f"Date {result['date']}; {m['cpu']} ({m['logical_cores']} logical cores; {flags}); load average at start "
-        f"{m['load_average']}. {result['threads']} threads for every runtime; 224 px; median of {result['repeats']} "
-        f"timed runs per row after {result['warmup']} warm-up runs, interleaved in {result['rounds']} rounds in one "
-        f"process{' (quick mode)' if result['quick'] else ''}. "
+        f"Date {result['date']}; {m['cpu']} ({m['logical_cores']} logical cores; {flag_text}). {result['threads']} "
+        f"threads for every runtime; 224 px; median of {result['repeats']} timed runs per row after "
+        f"{result['warmup']} warm-up runs, interleaved in {result['rounds']} rounds in one `vitrt.bench` grid per "
+        f"model{' (quick mode)' if result['quick'] else ''}. "
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         + ".",
         "",
         f"Command: `{result['command']}`",
         "",
         "Cells: median ms (speed-up vs PyTorch eager FP32). `OV` = vitrt's OpenVINO backend on the portable file; "
-        "`OV by hand` = `openvino.Core().read_model` on the `--flavour inlined` export.",
+        "`OV by hand` = `openvino.Core().read_model` on the `--flavour inlined` export. Max abs: against eager FP32 "
+        f"on the same {result['parity_inputs']} random inputs.",
         "",
         "| model | family | batch | eager fp32 | eager bf16 | compile fp32 | compile bf16 | ORT fp32 | OV fp32 "
         "| OV bf16 | OV by hand fp32 | OV by hand bf16 | max abs (ORT, OV fp32, OV bf16) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    order = [(rt, p) for rt in RUNTIMES.values() for p in ("fp32", "bf16") if not (rt == "onnxruntime" and p == "bf16")]
     groups: dict[tuple[str, int], dict[tuple[str, str], dict]] = {}
     for row in result["rows"]:
         groups.setdefault((row["model"], row["batch"]), {})[(row["runtime"], row["precision"])] = row
     for (model, batch), by in groups.items():
         family = next(iter(by.values()))["family"]
-        cells = [_fmt(by.get(key)) for key in RUNTIMES]
+        cells = [_fmt(by.get(key)) for key in order]
         errs = []
         for key in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")):
             value = by.get(key, {}).get("max_abs_vs_eager_fp32")
             errs.append("-" if value is None else f"{value:.1e}")
         lines.append(f"| {model} | {family} | {batch} | " + " | ".join(cells) + f" | {', '.join(errs)} |")
-    lines += ["", "## Targets", ""]
-    lines.append(
-        f"* ONNX Runtime FP32 >= {TARGET_ORT_VS_FP32}x eager FP32; vitrt's best CPU path >= "
-        f"{TARGET_BEST_VS_BF16}x eager BF16 autocast; vitrt's OpenVINO backend <= {TARGET_LOADER_SLACK:.2f}x "
-        "OpenVINO on the inlined file by hand."
-    )
     lines += [
         "",
+        "## Targets",
+        "",
+        f"* ONNX Runtime FP32 >= {TARGET_ORT_VS_FP32}x eager FP32; vitrt's best CPU path >= {TARGET_BEST_VS_BF16}x "
+        f"eager BF16 autocast; vitrt's OpenVINO backend <= {TARGET_LOADER_SLACK:.2f}x OpenVINO on the inlined file "
+        "by hand.",
+        "",
         "| model | batch | ORT / eager fp32 | best vitrt path / eager bf16 | OV backend / by hand (fp32, bf16) |",
+        "|---|---|---|---|---|",
     ]
-    lines.append("|---|---|---|---|---|")
     missed: list[str] = []
     for target in result["targets"]:
-        ort = target.get("ort_vs_eager_fp32")
-        best = target.get("best_vs_eager_bf16")
+        ort, best = target.get("ort_vs_eager_fp32"), target.get("best_vs_eager_bf16")
         loader = target.get("openvino_loader", {})
         ort_cell = "-" if not ort else f"{ort['value']:.2f}x {'met' if ort['met'] else 'missed'}"
         best_cell = "-" if not best else f"{best['value']:.2f}x ({best['path']}) {'met' if best['met'] else 'missed'}"
@@ -542,28 +489,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             ", ".join(f"{p} {v['ratio']:.2f} {'met' if v['met'] else 'missed'}" for p, v in loader.items()) or "-"
         )
         lines.append(f"| {target['model']} | {target['batch']} | {ort_cell} | {best_cell} | {loader_cell} |")
-        where = f"{target['model']} batch {target['batch']}"
-        if ort and not ort["met"]:
-            missed.append(
-                f"* {where}, ORT {ort['value']:.2f}x eager FP32. ONNX Runtime: "
-                f"{_profile_text(ort.get('profile_onnxruntime'))}. "
-                f"Eager FP32: {_profile_text(ort.get('profile_eager'))}."
-            )
-        if best and not best["met"]:
-            missed.append(
-                f"* {where}, best path {best['path']} {best['value']:.2f}x eager BF16. That path: "
-                f"{_profile_text(best.get('profile_best'))}. "
-                f"Eager BF16: {_profile_text(best.get('profile_eager_bf16'))}."
-            )
-        for precision, value in loader.items():
-            if not value["met"]:
-                missed.append(
-                    f"* {where}, OpenVINO {precision}: the backend on the portable file took {value['ratio']:.2f}x the "
-                    "time of the inlined file read by hand (both compile the same inlined graph; see the p90 columns "
-                    "of the JSON for the run-to-run spread)."
-                )
-    lines += ["", "## Where a target is missed, profiled", ""]
-    lines += missed or ["Every target is met."]
+        missed += _missed_lines(target)
+    lines += ["", "## Where a target is missed, profiled", "", *(missed or ["Every target is met."])]
     skipped = sorted({f"{r['runtime']} {r['precision']}: {r['skipped']}" for r in result["rows"] if r.get("skipped")})
     if skipped:
         lines += ["", "## Skipped", "", *[f"* {s}" for s in skipped]]
@@ -580,10 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=12, help="timed runs per row (split over the rounds)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--n", type=int, default=8, help="random parity inputs per row (max abs vs eager FP32)")
     parser.add_argument(
         "--runtimes",
         nargs="*",
-        default=sorted({rt for rt, _ in RUNTIMES} - {"torch.compile"}),
+        default=["onnxruntime", "openvino", BY_HAND],
         help="runtimes to measure besides eager (eager fp32/bf16 always run: they are the reference)",
     )
     parser.add_argument(
@@ -604,29 +532,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compile and "torch.compile" not in args.runtimes:
         args.runtimes = [*args.runtimes, "torch.compile"]
+    args.compile = args.compile or "torch.compile" in args.runtimes
     if args.models is None:
         args.models = list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
     if args.quick:
         args.repeats, args.rounds, args.warmup = 4, 2, 1
-    known = {rt for rt, _ in RUNTIMES}
-    unknown = set(args.runtimes) - known
+    unknown = set(args.runtimes) - set(RUNTIMES.values())
     if unknown:
-        parser.error(f"unknown runtimes {sorted(unknown)}; choose from {sorted(known)}")
+        parser.error(f"unknown runtimes {sorted(unknown)}; choose from {sorted(set(RUNTIMES.values()))}")
     if args.repeats < 1 or args.rounds < 1 or args.repeats < args.rounds:
         parser.error("--repeats must be >= --rounds >= 1")
-    torch.set_num_threads(args.threads)
     started = dt.datetime.now(dt.UTC)
     rows: list[dict] = []
     targets: list[dict] = []
     timings: dict[str, Any] = {}
-    host = machine()
+    context: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            tick = time.perf_counter()
-            model_rows, model_targets, info = bench_model(name, args, Path(tmp))
+            try:
+                model_rows, model_targets, context = bench_model(name, args, Path(tmp))
+            except VitrtError as err:
+                print(f"error: {name}: {err}", file=sys.stderr)
+                return 2
             rows.extend(model_rows)
             targets.extend(model_targets)
-            timings[name] = {**info, "total_s": round(time.perf_counter() - tick, 1)}
+            timings[name] = context["info"]
     if args.extend is not None and args.extend.is_file():
         earlier = json.loads(args.extend.read_text())
         measured = {row["model"] for row in rows}
@@ -636,12 +566,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": started.isoformat(timespec="seconds"),
         "command": "python benchmarks/cpu_backends.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": host,
-        "versions": versions(),
+        "engine": "vitrt.bench.run_bench (one grid per model)",
+        "machine": context.get("machine", {}),
+        "versions": context.get("versions", {}),
         "threads": args.threads,
         "repeats": args.repeats,
         "rounds": args.rounds,
         "warmup": args.warmup,
+        "parity_inputs": args.n,
         "quick": args.quick,
         "targets_definition": {
             "ort_vs_eager_fp32": TARGET_ORT_VS_FP32,
@@ -651,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "timings": timings,
         "rows": rows,
         "targets": targets,
-        "notes": args.note,
+        "notes": [*args.note, *context.get("notes", [])],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

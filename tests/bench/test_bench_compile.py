@@ -44,7 +44,6 @@ def test_without_a_compiler_torch_compile_rows_are_skipped_with_the_reason(
     assert all(row.status == "ok" for row in _rows(result, "torch"))
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(compile_problem() is not None, reason=str(compile_problem()))
 def test_torch_compile_fp32_and_bf16_are_measured_with_parity() -> None:
     result = run_bench(
