@@ -197,9 +197,19 @@ def fold_constants(model: onnx.ModelProto, *, shape_inference: bool = False) -> 
 def optimize_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """The export's CPU-runtime rewrites (module docstring): a shape-inferring fold, then the projection split."""
     folded = fold_constants(model, shape_inference=True)
-    if split_sliced_projections(folded):
+    split = False
+    # Repeated: a split projection whose pieces are sliced again (CSwin's q/k/v, then per-branch channel halves)
+    # splits again on the next round; each round only narrows weights, so this ends.
+    for _ in range(_MAX_SPLIT_ROUNDS):
+        if not split_sliced_projections(folded):
+            break
+        split = True
+    if split:
         folded = fold_constants(folded)
     return folded
+
+
+_MAX_SPLIT_ROUNDS = 4
 
 
 def split_sliced_projections(model: onnx.ModelProto) -> int:
@@ -215,6 +225,7 @@ def split_sliced_projections(model: onnx.ModelProto) -> int:
 
     graph = model.graph
     constants = _constant_arrays(model)
+    ranks = _tensor_ranks(model)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -240,7 +251,7 @@ def split_sliced_projections(model: onnx.ModelProto) -> int:
                 bias, bias_node, tail = candidate.reshape(width), users[0], users[0].output[0]
         if tail in graph_outputs:
             continue
-        pieces = _last_axis_pieces(consumers.get(tail, []), constants, width)
+        pieces = _last_axis_pieces(consumers.get(tail, []), constants, width, ranks.get(node.input[0]))
         if not pieces:
             continue
         rewritten: list[onnx.NodeProto] = []
@@ -278,11 +289,16 @@ def split_sliced_projections(model: onnx.ModelProto) -> int:
 
 
 def _last_axis_pieces(
-    users: list[onnx.NodeProto], constants: dict[str, np.ndarray], width: int
+    users: list[onnx.NodeProto], constants: dict[str, np.ndarray], width: int, rank: int | None
 ) -> list[tuple[str, int, int]]:
-    """(output, start, end) column ranges when every user is a last-axis Slice (step 1) or Split; else []."""
+    """(output, start, end) column ranges when every user is a last-axis Slice (step 1) or Split; else [].
+
+    `rank` (of the projection's output, None when unknown) lets a non-negative axis count as the last one: the
+    TorchScript exporter writes `x[..., a:b]` of a rank-3 tensor as `axes=[2]`.
+    """
     from onnx import helper
 
+    last_axes = {-1} if rank is None else {-1, rank - 1}
     pieces: list[tuple[str, int, int]] = []
     for user in users:
         if user.domain not in ("", "ai.onnx"):
@@ -295,7 +311,7 @@ def _last_axis_pieces(
             if len(bounds) > 3 and (bounds[3] is None or int(bounds[3].reshape(-1)[0]) != 1):
                 return []
             start, end, axis = (int(b.reshape(-1)[0]) for b in bounds[:3])  # type: ignore[union-attr]
-            if axis != -1:
+            if axis not in last_axes:
                 return []
             start = max(0, min(width, start + width if start < 0 else start))
             end = max(0, min(width, end + width if end < 0 else end))
@@ -303,7 +319,7 @@ def _last_axis_pieces(
                 return []
             pieces.append((user.output[0], start, end))
         elif user.op_type == "Split":
-            if int(attrs.get("axis", 0)) != -1:
+            if int(attrs.get("axis", 0)) not in last_axes:
                 return []
             if len(user.input) > 1 and user.input[1]:
                 sizes_array = constants.get(user.input[1])
@@ -325,6 +341,22 @@ def _last_axis_pieces(
         else:
             return []
     return pieces
+
+
+def _tensor_ranks(model: onnx.ModelProto) -> dict[str, int]:
+    """Rank of each graph tensor ONNX shape inference knows (inputs, value_info), on a copy of the graph."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # shape inference refuses some graphs (custom domains without schemas): ranks unknown
+        return {}
+    ranks = {}
+    for info in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        tensor_type = info.type.tensor_type
+        if tensor_type.HasField("shape"):
+            ranks[info.name] = len(tensor_type.shape.dim)
+    return ranks
 
 
 def _constant_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:

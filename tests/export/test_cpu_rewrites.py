@@ -16,7 +16,8 @@ from vitrt.export.functions import function_proto
 
 
 def _projection_model(consumer: str) -> onnx.ModelProto:
-    """x (B, 5, 8) @ W (8, 24) + b, cut into three 8-column pieces by `consumer` (slice | split | slice-step)."""
+    """x (B, 5, 8) @ W (8, 24) + b, cut into three 8-column pieces by `consumer` (slice | split | slice-step |
+    nested: TorchScript's CSwin form, `axes=[2]` slices of q/k/v that are then halved per branch)."""
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array(rng.standard_normal((8, 24)).astype(np.float32), "W"),
@@ -30,11 +31,22 @@ def _projection_model(consumer: str) -> onnx.ModelProto:
         nodes.append(helper.make_node("Split", ["qkv", "sizes"], pieces, axis=-1))
     else:
         step = 2 if consumer == "slice-step" else 1
+        axis = 2 if consumer == "nested" else -1
         for i, name in enumerate(pieces):
-            for suffix, value in (("s", 8 * i), ("e", 8 * i + 8), ("a", -1), ("t", step)):
+            full = f"{name}_full" if consumer == "nested" else name
+            for suffix, value in (("s", 8 * i), ("e", 8 * i + 8), ("a", axis), ("t", step)):
                 inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{name}_{suffix}"))
             bounds = [f"{name}_{s}" for s in "seat"]
-            nodes.append(helper.make_node("Slice", ["qkv", *bounds], [name], name=f"/attn/Slice_{i}"))
+            nodes.append(helper.make_node("Slice", ["qkv", *bounds], [full], name=f"/attn/Slice_{i}"))
+            if consumer == "nested":  # two 4-column branch halves, joined back for the output
+                for half in range(2):
+                    for suffix, value in (("s", 4 * half), ("e", 4 * half + 4)):
+                        inits.append(
+                            numpy_helper.from_array(np.array([value], dtype=np.int64), f"{name}{half}{suffix}")
+                        )
+                    halves = [f"{name}{half}s", f"{name}{half}e", f"{name}_a", f"{name}_t"]
+                    nodes.append(helper.make_node("Slice", [full, *halves], [f"{name}{half}"]))
+                nodes.append(helper.make_node("Concat", [f"{name}0", f"{name}1"], [name], axis=-1))
     nodes.append(helper.make_node("Mul", ["q", "k"], ["qk"]))
     nodes.append(helper.make_node("Add", ["qk", "v"], ["y"]))
     graph = helper.make_graph(
@@ -52,7 +64,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return session.run(None, {"x": x})[0]
 
 
-@pytest.mark.parametrize("consumer", ["slice", "split"])
+@pytest.mark.parametrize("consumer", ["slice", "split", "nested"])
 def test_a_sliced_projection_becomes_one_matmul_per_slice_with_the_same_result(consumer: str) -> None:
     model = _projection_model(consumer)
     x = np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32)
@@ -61,7 +73,7 @@ def test_a_sliced_projection_becomes_one_matmul_per_slice_with_the_same_result(c
     rewritten = onnx_passes.optimize_graph(model)
 
     ops = [node.op_type for node in rewritten.graph.node]
-    assert ops.count("MatMul") == 3 and "Slice" not in ops and "Split" not in ops
+    assert ops.count("MatMul") == (6 if consumer == "nested" else 3) and "Slice" not in ops and "Split" not in ops
     assert all(n.name.startswith("/attn/qkv/") for n in rewritten.graph.node if n.op_type == "MatMul")
     assert {init.name for init in rewritten.graph.initializer}.isdisjoint({"W", "b"})  # the fused weights are gone
     np.testing.assert_allclose(_run(rewritten, x), expected, rtol=1e-6, atol=1e-6)

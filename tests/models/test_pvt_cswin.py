@@ -291,7 +291,7 @@ def test_inline_pvt_attention_matches_official_form():
 
 
 @pytest.mark.parametrize(
-    ("grid", "window"), [((8, 8), (8, 2)), ((8, 8), (2, 8)), ((6, 6), (6, 6)), ((14, 14), (7, 14))]
+    ("grid", "window"), [((8, 8), (8, 2)), ((8, 8), (2, 8)), ((6, 6), (6, 6)), ((14, 14), (7, 14)), ((4, 6), (1, 3))]
 )
 def test_stripe_partition_and_reverse_match_official(grid, window):
     x = torch.randn(3, grid[0] * grid[1], 5)

@@ -30,6 +30,10 @@ def stripe_partition(x: Tensor, grid: tuple[int, int], window: tuple[int, int]) 
     """(B, H*W, C) row-major tokens -> (B * windows, hs*ws, C), windows in row-major order."""
     (height, width), (hs, ws) = grid, window
     channels = x.shape[-1]
+    if hs == 1 or width // ws == 1:
+        # Full-width windows (or one-row ones) are contiguous runs of tokens: a reshape, no copy. The permute
+        # below would only move a size-1 axis, yet exported it is a Transpose every runtime executes.
+        return x.reshape(-1, hs * ws, channels)
     x = x.reshape(-1, height // hs, hs, width // ws, ws, channels).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, hs * ws, channels)
 
@@ -38,6 +42,8 @@ def stripe_reverse(x: Tensor, grid: tuple[int, int], window: tuple[int, int]) ->
     """Inverse of `stripe_partition`: (B * windows, hs*ws, C) -> (B, H*W, C)."""
     (height, width), (hs, ws) = grid, window
     channels = x.shape[-1]
+    if hs == 1 or width // ws == 1:
+        return x.reshape(-1, height * width, channels)  # contiguous stripes, see `stripe_partition`
     x = x.reshape(-1, height // hs, width // ws, hs, ws, channels).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, height * width, channels)
 
