@@ -174,7 +174,7 @@ def serve_command(
     from vitrt.serve.config import ConfigError, build_config, load_config_file
     from vitrt.serve.logs import logging_config
     from vitrt.serve.repository import ModelRepository
-    from vitrt.serve.server import Server, bind_socket
+    from vitrt.serve.server import Server, bind_socket, http_protocol
 
     model_flags: dict[str, Any] = {
         "name": name,
@@ -250,6 +250,7 @@ def serve_command(
             log_config=logging_config(config.log_level),
             access_log=False,
             server_header=False,
+            http=http_protocol(),
             timeout_keep_alive=max(1, round(config.keep_alive_timeout_s)),
             timeout_graceful_shutdown=int(config.shutdown_timeout_s) or None,
         ),

@@ -4,6 +4,12 @@
 exit 2 with nothing logged. uvicorn then listens on that socket; "server ready" is logged after it does. A SIGINT
 or SIGTERM drains the queues and ends the process with status 0 (uvicorn would re-raise the signal, which makes
 `make demo` and process supervisors report a crash after a clean stop).
+
+Responses leave in one write: uvicorn writes the status line and headers as soon as the app starts a response and
+the body in a second write. On loopback each write wakes the client, which reads the head, blocks again and must be
+woken a second time for the body, and on a busy machine each of those wake-ups can cost milliseconds of scheduler
+latency (the concurrency-1 overhead doubled). `http_protocol()` holds the head of a response that announces its
+Content-Length until its first body bytes and writes both together. Streaming (chunked) responses are untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from vitrt.errors import VitrtError
 
@@ -51,6 +58,68 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise PortInUseError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+class _HeldHeadTransport:
+    """The cycle's transport, except that the response head is held and sent with the first body write."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self.holding = False
+
+    def write(self, data: bytes) -> None:
+        if self.holding:
+            self._head, self.holding = data, False
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _announces_length(message: Any) -> bool:
+    return any(name.lower() == b"content-length" for name, _ in message.get("headers", ()))
+
+
+class _OneWriteProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, sending each fixed-length response's head and body in one write."""
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        transport = _HeldHeadTransport(cycle.transport)
+        cycle.transport = transport  # type: ignore[assignment]
+        send = cycle.send
+
+        async def send_in_one_write(message: Any) -> None:
+            transport.holding = message["type"] == "http.response.start" and _announces_length(message)
+            try:
+                await send(message)
+            finally:
+                if transport.holding:  # the head was not written (client gone, or refused by uvicorn)
+                    transport.holding = False
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    transport.flush()
+
+        cycle.send = send_in_one_write  # type: ignore[method-assign]
+        super()._start_asgi_task(cycle, app)
+
+
+def http_protocol() -> type[HttpToolsProtocol] | str:
+    """The HTTP protocol for uvicorn: one write per response where this uvicorn allows it, else its default."""
+    if callable(getattr(HttpToolsProtocol, "_start_asgi_task", None)):
+        return _OneWriteProtocol
+    return "auto"
 
 
 class Server(uvicorn.Server):
