@@ -2,8 +2,8 @@
 
 `ServedModel.infer` hands every finished request to `ShadowMonitor.offer` after its response is computed. The
 sampler picks a fraction (`rate`) of them; picked ones go into a bounded queue (a full queue drops the sample and
-counts it, the request never waits) that one worker thread drains. It takes every queued sample (up to
-`_MAX_ROWS` rows), runs them on the reference backend as one batch and compares the primary's outputs with
+counts it, the request never waits) that one worker thread drains. It gathers samples for up to `_GATHER_S`
+(at most `_MAX_ROWS` rows), runs them on the reference backend as one batch and compares the primary's outputs with
 `vitrt.parity.metrics.compare` once for the whole batch (numpy, vectorised over the rows; only a batch with a
 request over budget is compared again request by request, to name and keep the offenders). A sliding window of the
 last `window` compared requests is checked against a parity budget with `vitrt.parity.metrics.check_budget`, the
@@ -11,9 +11,8 @@ same code and budgets `vitrt parity` uses.
 
 Lower priority is a duty cycle, not OS niceness: one worker thread runs the reference (on `threads` runtime threads)
 and after each batch waits `elapsed * (threads / cpu_share - 1)`, so the shadow uses at most `cpu_share` of one
-core's time, and what arrives meanwhile beyond the queue is dropped. (A niced thread is a trap in Python: when
-it is descheduled while it holds the GIL, the event loop and the primary's batch loop wait for it; that is how a
-5 % shadow once cost 20 % of the throughput and doubled the p99.)
+core's time, and what arrives meanwhile beyond the queue is dropped. (No OS niceness: a niced thread that is descheduled
+while it holds the GIL stalls the event loop and the primary's batch loop, which are waiting for it.)
 """
 
 from __future__ import annotations
@@ -50,7 +49,8 @@ log = logging.getLogger("vitrt.serve.shadow")
 # Upper bounds of the max-abs error histogram (`vitrt_shadow_max_abs_error`).
 ERROR_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 _WORST = 8  # worst recent examples listed by the parity endpoint
-_MAX_ROWS = 16  # most rows of one reference batch (run_backend splits it further at the backend's own limit)
+_MAX_ROWS = 8  # most rows of one reference batch (run_backend splits it further at the backend's own limit)
+_GATHER_S = 0.25  # how long the worker waits for more samples to batch with the first
 
 
 @dataclass
@@ -240,15 +240,17 @@ class ShadowMonitor:
             self._pause(time.perf_counter() - began)
 
     def _take(self) -> list[_Sample]:
-        """The queued samples, up to `_MAX_ROWS` rows (waiting for the first); empty when the monitor stops."""
+        """Samples for one reference batch: the first (waited for), then those arriving within `_GATHER_S`, up to
+        `_MAX_ROWS` rows; empty when the monitor stops."""
         first = self._queue.get()
         if first is None or self._stopped:
             return []
         samples = [first]
         rows = _rows(first.feeds)
+        gather_until = time.monotonic() + _GATHER_S
         while rows < _MAX_ROWS:
-            try:
-                sample = self._queue.get_nowait()
+            try:  # more samples, for up to _GATHER_S: a batch of 8 costs the reference half as much per sample
+                sample = self._queue.get(timeout=max(0.0, gather_until - time.monotonic()))
             except queue.Empty:
                 break
             if sample is None:  # stop(): finish nothing more
