@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,58 +35,31 @@ class OutputComparison:
 
 def compare(backend: str, output: str, reference: np.ndarray, actual: np.ndarray) -> OutputComparison:
     """Error statistics of `actual` against `reference` (same shape, batch first)."""
-    return compare_groups(backend, output, reference, actual, [0])[0]
-
-
-def compare_groups(
-    backend: str, output: str, reference: np.ndarray, actual: np.ndarray, starts: Sequence[int]
-) -> list[OutputComparison]:
-    """`compare` for consecutive groups of rows (group i: rows `starts[i]` up to the next start), computed for all
-    rows at once: the shadow monitor compares a whole batch of requests in one call."""
     if reference.shape != actual.shape:
         raise ValueError(f"{backend} output {output!r} has shape {actual.shape}, reference {reference.shape}")
-    rows = reference.shape[0]
-    bounds = np.asarray(starts, dtype=np.intp)
-    counts = np.diff(np.append(bounds, rows))
-    ref = reference.astype(np.float64).reshape(rows, -1)
-    act = actual.astype(np.float64).reshape(rows, -1)
+    ref = reference.astype(np.float64).reshape(reference.shape[0], -1)
+    act = actual.astype(np.float64).reshape(actual.shape[0], -1)
     diff = np.abs(act - ref)
-    groups = len(bounds)
-    if diff.size:
-        row_max = diff.max(axis=1)
-        scale = np.maximum(np.abs(ref).max(axis=1), 1e-12)
-        max_abs = np.maximum.reduceat(row_max, bounds)
-        mean_abs = np.add.reduceat(diff.sum(axis=1), bounds) / (counts * diff.shape[1])
-        max_rel = np.maximum.reduceat(row_max / scale, bounds)
-    else:
-        max_abs = mean_abs = max_rel = np.zeros(groups)
-    top1: list[float | None] = [None] * groups
-    top5: list[float | None] = [None] * groups
+    scale = np.maximum(np.abs(ref).max(axis=1), 1e-12)
+    top1 = top5 = None
     if reference.ndim == 2 and reference.shape[1] >= 2:
-        same1 = (ref.argmax(axis=1) == act.argmax(axis=1)).astype(np.float64)
+        top1 = float(np.mean(ref.argmax(axis=1) == act.argmax(axis=1)))
         k = min(5, reference.shape[1])
         ref_top = np.sort(np.argsort(-ref, axis=1)[:, :k], axis=1)
         act_top = np.sort(np.argsort(-act, axis=1)[:, :k], axis=1)
-        same5 = np.all(ref_top == act_top, axis=1).astype(np.float64)
-        top1 = [float(v) for v in np.add.reduceat(same1, bounds) / counts]
-        top5 = [float(v) for v in np.add.reduceat(same5, bounds) / counts]
+        top5 = float(np.mean(np.all(ref_top == act_top, axis=1)))
     cosines = cosine_similarity(ref, act)
-    cosine_mean = np.add.reduceat(cosines, bounds) / counts
-    cosine_min = np.minimum.reduceat(cosines, bounds)
-    return [
-        OutputComparison(
-            backend=backend,
-            output=output,
-            max_abs=float(max_abs[i]),
-            mean_abs=float(mean_abs[i]),
-            max_rel=float(max_rel[i]),
-            cosine_mean=float(cosine_mean[i]),
-            cosine_min=float(cosine_min[i]),
-            top1_agreement=top1[i],
-            top5_agreement=top5[i],
-        )
-        for i in range(groups)
-    ]
+    return OutputComparison(
+        backend=backend,
+        output=output,
+        max_abs=float(diff.max()) if diff.size else 0.0,
+        mean_abs=float(diff.mean()) if diff.size else 0.0,
+        max_rel=float((diff.max(axis=1) / scale).max()) if diff.size else 0.0,
+        cosine_mean=float(cosines.mean()),
+        cosine_min=float(cosines.min()),
+        top1_agreement=top1,
+        top5_agreement=top5,
+    )
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
