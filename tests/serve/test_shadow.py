@@ -345,6 +345,42 @@ def test_a_failing_reference_is_counted_and_never_fails_requests(client, shadow_
     assert metric(scrape(client), "vitrt_shadow_errors_total", model="failing", version="1") == 1
 
 
+def test_queued_samples_are_compared_as_one_batch_and_offenders_alone(shadow_models):
+    """Samples queued before the worker starts are taken as one reference batch: a passing batch is one window
+    entry naming all its requests; a batch with a request over budget is compared again request by request."""
+    from vitrt.engines import load
+    from vitrt.serve.config import ShadowConfig
+    from vitrt.serve.shadow import ShadowMonitor
+
+    tiny = shadow_models["tiny"]
+    x = _digits(8, seed=5)
+    logits = _ort_logits(tiny, x)
+    config = ShadowConfig(reference=str(tiny), rate=1.0, cpu_share=1.0, window=64)
+
+    def run(offsets: list[float]) -> dict:
+        monitor = ShadowMonitor("m", config, load(tiny, backend="onnxruntime", intra_op_threads=1))
+        for i, shift in enumerate(offsets):
+            assert monitor.offer(f"r{i}", {"input": x[i : i + 1]}, {"logits": logits[i : i + 1] + shift})
+        monitor.start()
+        try:
+            assert monitor.wait_for(len(offsets), 30)
+            return monitor.summary()
+        finally:
+            monitor.stop()
+            monitor.close()
+
+    passing = run([0.0] * 6)
+    assert passing["counters"]["compared"] == 6 and passing["window"]["compared"] == 6
+    assert [w["request_ids"] for w in passing["worst"]] == [[f"r{i}" for i in range(6)]]
+    assert passing["breached"] is False
+
+    mixed = run([0.0, BIAS_SHIFT, 0.0, BIAS_SHIFT])
+    assert mixed["counters"]["compared"] == 4 and mixed["counters"]["over_budget"] == 2
+    assert sorted(w["request_id"] for w in mixed["worst"][:2]) == ["r1", "r3"]
+    assert all(len(w["request_ids"]) == 1 for w in mixed["worst"])
+    assert mixed["breached"] is True
+
+
 def test_parity_endpoint_refuses_bad_requests_with_json(client):
     no_shadow = client.get("/v2/models/plain/parity")
     assert no_shadow.status_code == 400 and "has no shadow parity" in no_shadow.json()["error"]
@@ -409,6 +445,7 @@ def _serve(capsys, args):
         (["--shadow-budget", "max_abs=abc"], "--shadow-budget expects FIELD=NUMBER"),
         (["--shadow-budget", "colour=1"], "unknown budget field 'colour'"),
         (["--shadow-precision", "fp8"], "models.0.shadow.precision"),
+        (["--shadow-cpu-share", "0"], "models.0.shadow.cpu_share: Input should be greater than 0"),
     ],
 )
 def test_bad_shadow_flags_are_refused_in_one_line(capsys, shadow_models, flags, message):

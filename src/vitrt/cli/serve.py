@@ -145,7 +145,14 @@ def serve_command(
     ] = None,
     shadow_threads: Annotated[
         int | None,
-        typer.Option(help="Reference worker threads, at lower priority (default 1).", rich_help_panel="Shadow parity"),
+        typer.Option(help="Threads of the reference runtime (default 1).", rich_help_panel="Shadow parity"),
+    ] = None,
+    shadow_cpu_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Most of one core the shadow may use, 0-1 (default 0.1); samples beyond it are dropped.",
+            rich_help_panel="Shadow parity",
+        ),
     ] = None,
     shadow_keep: Annotated[
         Path | None,
@@ -197,6 +204,7 @@ def serve_command(
         "policy": shadow_policy,
         "queue_size": shadow_queue_size,
         "threads": shadow_threads,
+        "cpu_share": shadow_cpu_share,
         "keep": str(shadow_keep) if shadow_keep is not None else None,
         "keep_max": shadow_keep_max,
         "seed": shadow_seed,

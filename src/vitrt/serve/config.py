@@ -59,7 +59,19 @@ class ShadowConfig(BaseModel):
     budget: dict[str, float] = Field(default_factory=dict, description="parity budget fields that override defaults")
     policy: ShadowPolicy = "log"
     queue_size: int = Field(default=64, ge=1, le=100_000, description="samples waiting for the reference")
-    threads: int = Field(default=1, ge=1, le=64, description="reference worker threads (run at lower priority)")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="threads of the reference runtime (onnxruntime intra_op_threads / openvino threads, unless its "
+        "backend options set them); one worker thread runs it",
+    )
+    cpu_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="most of one core's time the shadow may use (a duty cycle: it rests in proportion to its work)",
+    )
     keep: str | None = Field(default=None, description="folder keeping the inputs of requests over budget")
     keep_max: int = Field(default=100, ge=1, le=100_000, description="most inputs kept in the folder")
     keep_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="most bytes kept in the folder")

@@ -153,11 +153,15 @@ def load_shadow(
     shadow = config.shadow
     assert shadow is not None
     shadow = shadow.model_copy(update={"reference": _located(shadow.reference)})
+    options = dict(shadow.backend_options)
+    thread_option = {"onnxruntime": "intra_op_threads", "openvino": "threads"}.get(shadow.backend)
+    if thread_option:  # the reference's own threads stay few, beside the primary's
+        options.setdefault(thread_option, shadow.threads)
     reference_config = ModelConfig(
         name=f"{config.name}.shadow",
         artifact=shadow.reference,
         backend=shadow.backend,
-        backend_options=shadow.backend_options,
+        backend_options=options,
         warmup=False,
     )
     reference = load_backend(reference_config, workdir, loader)

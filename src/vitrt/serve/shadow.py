@@ -2,21 +2,22 @@
 
 `ServedModel.infer` hands every finished request to `ShadowMonitor.offer` after its response is computed. The
 sampler picks a fraction (`rate`) of them; picked ones go into a bounded queue (a full queue drops the sample and
-counts it, the request never waits) that worker threads at lower OS priority drain: they run the inputs on the
-reference backend and compare the primary's outputs with `vitrt.parity.metrics.compare`. A sliding window of the
-last `window` comparisons is checked against a parity budget with `vitrt.parity.metrics.check_budget`, the same
-code and budgets `vitrt parity` uses.
+counts it, the request never waits) that one worker thread drains. It gathers samples for up to `_GATHER_S`
+(at most `_MAX_ROWS` rows), runs them on the reference backend as one batch and compares the primary's outputs with
+`vitrt.parity.metrics.compare` once for the whole batch (numpy, vectorised over the rows; only a batch with a
+request over budget is compared again request by request, to name and keep the offenders). A sliding window of the
+last `window` compared requests is checked against a parity budget with `vitrt.parity.metrics.check_budget`, the
+same code and budgets `vitrt parity` uses.
 
-A breach over the window latches until an operator resets it (`POST /v2/models/{m}/parity/reset`) and triggers the
-policy: `log` (a warning naming the offending request ids), `unready` (the model reports not ready, so a load
-balancer stops sending traffic), or `fallback` (requests are served from the reference). With `keep`, the inputs
-of requests over budget are saved as .npz files with a `shadow.json` index that `vitrt parity --replay` reads.
+Lower priority is a duty cycle, not OS niceness: one worker thread runs the reference (on `threads` runtime threads)
+and after each batch waits `elapsed * (threads / cpu_share - 1)`, so the shadow uses at most `cpu_share` of one
+core's time, and what arrives meanwhile beyond the queue is dropped. (No OS niceness: a niced thread that is descheduled
+while it holds the GIL stalls the event loop and the primary's batch loop, which are waiting for it.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -48,7 +49,8 @@ log = logging.getLogger("vitrt.serve.shadow")
 # Upper bounds of the max-abs error histogram (`vitrt_shadow_max_abs_error`).
 ERROR_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 _WORST = 8  # worst recent examples listed by the parity endpoint
-_NICE = 10  # added niceness of the worker threads
+_MAX_ROWS = 8  # most rows of one reference batch (run_backend splits it further at the backend's own limit)
+_GATHER_S = 0.25  # how long the worker waits for more samples to batch with the first
 
 
 @dataclass
@@ -61,14 +63,18 @@ class _Sample:
 
 @dataclass
 class _Record:
-    """One compared request."""
+    """One compared request, or several that were compared as one batch and all passed."""
 
-    request_id: str
+    request_ids: list[str]
     size: int
     comparisons: dict[str, OutputComparison]
     input_stats: dict[str, tuple[np.ndarray, np.ndarray]]  # per-channel sum and sum of squares
     input_counts: dict[str, int]  # values per channel
     at: float
+
+    @property
+    def request_id(self) -> str:
+        return ",".join(self.request_ids)
 
     @property
     def passed(self) -> bool:
@@ -116,7 +122,9 @@ class ShadowMonitor:
         self._rng = random.Random(config.seed)
         self._queue: queue.Queue[_Sample | None] = queue.Queue(maxsize=config.queue_size)
         self._cond = threading.Condition()
-        self._window: deque[_Record] = deque(maxlen=config.window)
+        self._window: deque[_Record] = deque()
+        self._window_requests = 0  # requests of the records in the window
+        self._rest = threading.Event()  # set by stop(): ends a worker's duty-cycle pause at once
         self.counters = _Counters()
         self.breached = False
         self.breach_failures: list[str] = []
@@ -133,10 +141,9 @@ class ShadowMonitor:
     def start(self) -> None:
         if self._threads:
             return
-        for i in range(self.config.threads):
-            thread = threading.Thread(target=self._work, name=f"vitrt-shadow-{self.model}-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._work, name=f"vitrt-shadow-{self.model}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         if self.policy == "fallback":
             self._fallback = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vitrt-fallback-{self.model}")
 
@@ -145,6 +152,7 @@ class ShadowMonitor:
         with self._cond:
             self._stopped = True  # no more offers; releases long-polls
             self._cond.notify_all()
+        self._rest.set()
         while True:
             try:
                 self._queue.get_nowait()
@@ -205,47 +213,127 @@ class ShadowMonitor:
     # ---- the worker ------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        lower_priority()
         while True:
-            sample = self._queue.get()
-            if sample is None:
+            samples = self._take()
+            if not samples:
                 return
-            try:
-                self._process(sample)
-            except Exception as err:  # a failing reference never reaches a request; it is counted and logged
-                with self._cond:
-                    self.counters.errors += 1
-                    self._cond.notify_all()
-                log.warning(
-                    "shadow reference failed",
-                    extra={"model": self.model, "request_id": sample.request_id, "error": str(err)[:300]},
-                )
+            began = time.perf_counter()
+            groups: dict[tuple[Any, ...], list[_Sample]] = {}
+            for sample in samples:  # samples batch together when their per-sample shapes and outputs agree
+                key = (tuple((k, v.shape[1:], v.dtype.str) for k, v in sample.feeds.items()), tuple(sample.outputs))
+                groups.setdefault(key, []).append(sample)
+            for group in groups.values():
+                try:
+                    self._process(group)
+                except Exception as err:  # a failing reference never reaches a request; it is counted and logged
+                    with self._cond:
+                        self.counters.errors += len(group)
+                        self._cond.notify_all()
+                    log.warning(
+                        "shadow reference failed",
+                        extra={
+                            "model": self.model,
+                            "request_id": ",".join(s.request_id for s in group),
+                            "error": str(err)[:300],
+                        },
+                    )
+            self._pause(time.perf_counter() - began)
 
-    def _process(self, sample: _Sample) -> None:
-        names = [name for name in sample.outputs if any(spec.name == name for spec in self.reference.outputs)]
-        reference = run_backend(self.reference, sample.feeds, names)
-        comparisons = {}
-        for name in names:
-            comparison = compare(self.reference.name, name, reference[name], sample.outputs[name])
-            check_budget(comparison, self.budget)
-            comparisons[name] = comparison
-        size = int(next(iter(sample.feeds.values())).shape[0])
-        sums, counts = _input_sums(sample.feeds)
-        record = _Record(sample.request_id, size, comparisons, sums, counts, sample.sampled_at)
-        if not record.passed and self.keep_dir is not None:
-            self._keep(sample, reference, record)  # before the count moves, so a long-poll sees the file
+    def _take(self) -> list[_Sample]:
+        """Samples for one reference batch: the first (waited for), then those arriving within `_GATHER_S`, up to
+        `_MAX_ROWS` rows; empty when the monitor stops."""
+        first = self._queue.get()
+        if first is None or self._stopped:
+            return []
+        samples = [first]
+        rows = _rows(first.feeds)
+        gather_until = time.monotonic() + _GATHER_S
+        while rows < _MAX_ROWS:
+            try:  # more samples, for up to _GATHER_S: a batch of 8 costs the reference half as much per sample
+                sample = self._queue.get(timeout=max(0.0, gather_until - time.monotonic()))
+            except queue.Empty:
+                break
+            if sample is None:  # stop(): finish nothing more
+                return []
+            samples.append(sample)
+            rows += _rows(sample.feeds)
+        return samples
+
+    def _pause(self, elapsed: float) -> None:
+        """The duty cycle: wait in proportion to the time the last batch took, so the share stays <= cpu_share."""
+        busy = self.config.threads / self.config.cpu_share  # the reference may keep `threads` cores busy
+        if busy > 1.0 and not self._stopped:
+            self._rest.wait(elapsed * (busy - 1.0))
+
+    def _process(self, group: list[_Sample]) -> None:
+        first = group[0]
+        names = [name for name in first.outputs if any(spec.name == name for spec in self.reference.outputs)]
+        feeds = _stack([s.feeds for s in group])
+        primary = _stack([{n: s.outputs[n] for n in names} for s in group])
+        reference = run_backend(self.reference, feeds, names)
+        comparisons = self._compare(reference, primary, names)
+        sizes = [_rows(s.feeds) for s in group]
+        records: list[tuple[_Sample, _Record, dict[str, np.ndarray]]]
+        if len(group) == 1 or self._all_pass(comparisons, reference, primary, sizes):
+            sums, counts = _input_sums(feeds)
+            ids = [s.request_id for s in group]
+            records = [(first, _Record(ids, sum(sizes), comparisons, sums, counts, first.sampled_at), reference)]
+        else:  # somebody is over budget: compare request by request to name (and keep) the offenders
+            records = []
+            offset = 0
+            for sample, size in zip(group, sizes, strict=True):
+                own = {n: v[offset : offset + size] for n, v in reference.items()}
+                offset += size
+                sums, counts = _input_sums(sample.feeds)
+                mine = self._compare(own, sample.outputs, names)
+                records.append((sample, _Record([sample.request_id], size, mine, sums, counts, sample.sampled_at), own))
+        for sample, record, own in records:
+            if not record.passed and self.keep_dir is not None:
+                self._keep(sample, own, record)  # before the count moves, so a long-poll sees the file
+        newly_breached = False
         with self._cond:
-            self._add(record)
-            newly_breached = self._evaluate()
+            for _, record, _ in records:
+                self._add(record)
+                newly_breached = self._evaluate() or newly_breached
             self._cond.notify_all()
         if newly_breached:
             self._on_breach()
 
+    def _compare(
+        self, reference: Mapping[str, np.ndarray], primary: Mapping[str, np.ndarray], names: Sequence[str]
+    ) -> dict[str, OutputComparison]:
+        comparisons = {}
+        for name in names:
+            comparison = compare(self.reference.name, name, reference[name], primary[name])
+            check_budget(comparison, self.budget)
+            comparisons[name] = comparison
+        return comparisons
+
+    def _all_pass(
+        self,
+        comparisons: Mapping[str, OutputComparison],
+        reference: Mapping[str, np.ndarray],
+        primary: Mapping[str, np.ndarray],
+        sizes: Sequence[int],
+    ) -> bool:
+        """Whether every request of a batch passes on its own, from the batch's figures: its largest error and
+        smallest cosine bound every request's; top-1 must agree on every row; mean errors are taken per request."""
+        if not all(c.passed and c.top1_agreement in (None, 1.0) for c in comparisons.values()):
+            return False
+        starts = np.cumsum([0, *sizes[:-1]])
+        for name in comparisons:
+            ref = reference[name].reshape(reference[name].shape[0], -1)
+            diff = np.abs(primary[name].reshape(ref.shape).astype(np.float64) - ref)
+            means = np.add.reduceat(diff.mean(axis=1), starts) / np.asarray(sizes)
+            if means.size and float(means.max()) > self.budget.mean_abs:
+                return False
+        return True
+
     def _add(self, record: _Record) -> None:
         c = self.counters
-        c.compared += 1
+        c.compared += len(record.request_ids)
         if not record.passed:
-            c.over_budget += 1
+            c.over_budget += len(record.request_ids)
         for comparison in record.comparisons.values():
             if not math.isfinite(comparison.max_abs):
                 c.nonfinite += 1
@@ -253,16 +341,19 @@ class ShadowMonitor:
         for comparison in record.comparisons.values():
             if comparison.top1_agreement is not None:
                 c.disagreements += round((1.0 - comparison.top1_agreement) * record.size)
-        error = record.max_abs
+        error = record.max_abs  # a batch that passed as one counts its largest error for each of its requests
         bucket = next((i for i, bound in enumerate(ERROR_BUCKETS) if error <= bound), len(ERROR_BUCKETS))
-        c.error_buckets[bucket] += 1
+        c.error_buckets[bucket] += len(record.request_ids)
         if math.isfinite(error):
-            c.error_sum += error
+            c.error_sum += error * len(record.request_ids)
         self._window.append(record)
+        self._window_requests += len(record.request_ids)
+        while len(self._window) > 1 and self._window_requests - len(self._window[0].request_ids) >= self.config.window:
+            self._window_requests -= len(self._window.popleft().request_ids)
 
     def _evaluate(self) -> bool:
         """Check the window against the budget; True when this is the start of a breach."""
-        if self.breached or len(self._window) < self.config.min_samples:
+        if self.breached or self._window_requests < self.config.min_samples:
             return False
         failures = [f"{name}: {failure}" for name, c in self._aggregate().items() for failure in c.failures]
         if not failures:
@@ -277,7 +368,7 @@ class ShadowMonitor:
         with self._cond:
             offending = [r.request_id for r in self._window if not r.passed][-_WORST:]
             failures = list(self.breach_failures)
-            window = len(self._window)
+            window = self._window_requests
         actions = {
             "log": "logging only",
             "unready": "model readiness is now false",
@@ -336,6 +427,7 @@ class ShadowMonitor:
         """Clear the window and a latched breach (cumulative counters stay, as Prometheus counters must)."""
         with self._cond:
             self._window.clear()
+            self._window_requests = 0
             self.breached = False
             self.breach_failures = []
             self.breached_at = None
@@ -377,7 +469,7 @@ class ShadowMonitor:
                 },
                 "window": {
                     "size": self.config.window,
-                    "compared": len(self._window),
+                    "compared": self._window_requests,
                     "samples": sum(r.size for r in self._window),
                     "passed": not any(a.failures for a in aggregate.values()),
                     "outputs": {name: _json_safe(a.to_dict()) for name, a in aggregate.items()},
@@ -386,6 +478,7 @@ class ShadowMonitor:
                 "worst": [
                     {
                         "request_id": r.request_id,
+                        "request_ids": list(r.request_ids),
                         "max_abs": _finite_or_none(r.max_abs),
                         "passed": r.passed,
                         "failures": [f for c in r.comparisons.values() for f in c.failures],
@@ -568,10 +661,15 @@ def run_backend(
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def lower_priority() -> None:
-    """Raise this thread's niceness (Linux applies setpriority to a thread id), so shadow work yields the CPU."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + _NICE))
+def _rows(feeds: Mapping[str, np.ndarray]) -> int:
+    return int(next(iter(feeds.values())).shape[0])
+
+
+def _stack(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate same-named arrays along the batch (no copy for a single part)."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def _input_sums(feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
