@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Container
 from typing import TYPE_CHECKING, NamedTuple
 
 from vitrt.errors import ArtifactError, VitrtError
@@ -226,6 +227,7 @@ def split_sliced_projections(model: onnx.ModelProto) -> int:
     graph = model.graph
     constants = _constant_arrays(model)
     ranks = _tensor_ranks(model)
+    node_names = {n.name for n in graph.node if n.name}  # ONNX requires unique node names
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -260,14 +262,18 @@ def split_sliced_projections(model: onnx.ModelProto) -> int:
             constants[w_name] = weight[:, start:end]
             new_initializers.append(numpy_helper.from_array(np.ascontiguousarray(weight[:, start:end]), w_name))
             product = output if bias is None else f"{output}__matmul"
-            matmul = helper.make_node("MatMul", [node.input[0], w_name], [product], name=f"{node.name}_{number}")
+            matmul_name = _fresh_name(f"{node.name}_{number}", node_names)
+            node_names.add(matmul_name)
+            matmul = helper.make_node("MatMul", [node.input[0], w_name], [product], name=matmul_name)
             matmul.metadata_props.extend(node.metadata_props)
             rewritten.append(matmul)
             if bias is not None and bias_node is not None:
                 b_name = _fresh_name(f"{bias_node.name or 'bias'}__cols_{start}_{end}", constants)
                 constants[b_name] = bias[start:end]
                 new_initializers.append(numpy_helper.from_array(np.ascontiguousarray(bias[start:end]), b_name))
-                add = helper.make_node("Add", [product, b_name], [output], name=f"{bias_node.name}_{number}")
+                add_name = _fresh_name(f"{bias_node.name}_{number}", node_names)
+                node_names.add(add_name)
+                add = helper.make_node("Add", [product, b_name], [output], name=add_name)
                 add.metadata_props.extend(bias_node.metadata_props)
                 rewritten.append(add)
         replaced[index] = rewritten
@@ -372,7 +378,7 @@ def _constant_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _fresh_name(base: str, taken: dict[str, np.ndarray]) -> str:
+def _fresh_name(base: str, taken: Container[str]) -> str:
     name, suffix = base, 0
     while name in taken:
         suffix += 1
