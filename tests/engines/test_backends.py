@@ -154,3 +154,22 @@ def test_tensorrt_ep_model_moves_vitrt_nodes_to_the_plugin_domain(tmp_path: Path
     assert not rewritten.functions
     assert {n.domain for n in rewritten.graph.node} == {"", "trt.plugins"}
     assert {o.domain for o in rewritten.opset_import} == {"", "trt.plugins"}
+
+
+def test_vitrt_onnxruntime_sessions_keep_the_callers_denormal_floats(tiny_onnx: Path) -> None:
+    """ORT applies the first session's flush-to-zero option to the creating thread; vitrt's sessions flush only on
+    ORT's own threads, so the user's thread still computes with denormals. Needs a fresh process (first session)."""
+    import subprocess
+    import sys
+
+    script = "; ".join(
+        [
+            "import numpy as np, onnxruntime as ort",
+            "from vitrt.engines.onnxruntime import cpu_session_options",
+            f"ort.InferenceSession(r'{tiny_onnx}', cpu_session_options(2), providers=['CPUExecutionProvider'])",
+            "print(float(np.float32(1e-40) * np.float32(1.0)))",
+        ]
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    product = float(result.stdout.strip().splitlines()[-1])
+    assert product > 0.0, "the calling thread flushes denormals to zero after a vitrt session was created"

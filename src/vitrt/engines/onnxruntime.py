@@ -10,13 +10,16 @@ CPU session defaults (`cpu_session_options`): denormal floats flushed to zero on
 shifted-window masks add -100 before a softmax, whose exp(-100) ~ 3.7e-44 weights are denormal; the next MatMul on
 them runs ~50x slower on x86 (microcode assists), which made every shifted-window block of a Swin backbone the slowest
 op of the graph. Flushing changes no result above 1.2e-38. (With `intra_op_threads=1` ORT runs on the caller's thread,
-which this setting does not reach.)
+which this setting does not reach.) ORT also applies the option of the process's *first* session to the thread that
+creates it, which would switch the user's own thread (numpy, Python floats) to flush-to-zero for good; so before its
+first session vitrt lets ORT record "off" with a one-node session (`_keep_caller_denormals`).
 
 `InferenceSession.run` is thread-safe, so this backend needs no lock.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -133,12 +136,25 @@ def cpu_session_options(intra_op_threads: int | None = None) -> Any:
     """vitrt's default `onnxruntime.SessionOptions`: denormals flushed to zero (see the module docstring)."""
     import onnxruntime as ort
 
+    _keep_caller_denormals()
     options = ort.SessionOptions()
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
     return options
+
+
+@functools.cache
+def _keep_caller_denormals() -> None:
+    """Create one plain session, so ORT's once-per-process flush-to-zero choice for the calling thread is "off"."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    tensor = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", tensor[:1], tensor[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    ort.InferenceSession(model.SerializeToString(), ort.SessionOptions(), providers=["CPUExecutionProvider"])
 
 
 def auto_providers(plugins: str | Path | None = "auto") -> list[Provider]:
