@@ -19,6 +19,12 @@ def _rows(result: Any, backend: str) -> list[Any]:
     return [row for row in result.rows if row.backend == backend]
 
 
+def _tiny_grid(backends: str, **settings: Any) -> Any:
+    """agent_digits at batch 1, fp32 and bf16, two timed iterations on the CPU: seconds, not a benchmark."""
+    defaults: dict[str, Any] = {"precisions": "fp32,bf16", "batch": "1", "iterations": 2, "rounds": 1, "n": 2}
+    return run_bench("agent_digits", backends=backends, device="cpu", progress=False, **{**defaults, **settings})
+
+
 def test_without_a_compiler_torch_compile_rows_are_skipped_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -27,17 +33,7 @@ def test_without_a_compiler_torch_compile_rows_are_skipped_with_the_reason(
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.delenv("CXX", raising=False)
     assert compile_problem() is not None
-    result = run_bench(
-        "agent_digits",
-        backends="torch,torch-compile",
-        precisions="fp32,bf16",
-        batch="1",
-        iterations=2,
-        rounds=1,
-        n=2,
-        device="cpu",
-        progress=False,
-    )
+    result = _tiny_grid("torch,torch-compile")
     compiled = _rows(result, "torch-compile")
     assert len(compiled) == 2 and all(row.status == "skipped" for row in compiled)
     assert all("C++ compiler" in (row.reason or "") for row in compiled)
@@ -46,18 +42,7 @@ def test_without_a_compiler_torch_compile_rows_are_skipped_with_the_reason(
 
 @pytest.mark.skipif(compile_problem() is not None, reason=str(compile_problem()))
 def test_torch_compile_fp32_and_bf16_are_measured_with_parity() -> None:
-    result = run_bench(
-        "agent_digits",
-        backends="torch,torch-compile",
-        precisions="fp32,bf16",
-        batch="1",
-        iterations=2,
-        rounds=1,
-        n=4,
-        threads=min(2, os.cpu_count() or 1),
-        device="cpu",
-        progress=False,
-    )
+    result = _tiny_grid("torch,torch-compile", n=4, threads=min(2, os.cpu_count() or 1))
     compiled = {row.precision: row for row in _rows(result, "torch-compile")}
     assert set(compiled) == {"fp32", "bf16"}
     for row in compiled.values():
@@ -75,18 +60,7 @@ def test_extra_runtime_is_measured_interleaved_or_skipped_with_its_reason() -> N
             raise VitrtError("this runtime runs fp32 only")
         return load(prepared.onnx, backend="onnxruntime", intra_op_threads=threads)
 
-    result = run_bench(
-        "agent_digits",
-        backends="torch,ort-by-hand",
-        precisions="fp32,bf16",
-        batch="1",
-        iterations=2,
-        rounds=2,
-        n=2,
-        device="cpu",
-        progress=False,
-        extra_runtimes={"ort-by-hand": opener},
-    )
+    result = _tiny_grid("torch,ort-by-hand", rounds=2, extra_runtimes={"ort-by-hand": opener})
     extra = {row.precision: row for row in _rows(result, "ort-by-hand")}
     assert extra["fp32"].status == "ok" and extra["fp32"].parity is not None and extra["fp32"].parity["passed"]
     assert extra["bf16"].status == "skipped" and extra["bf16"].reason == "this runtime runs fp32 only"
